@@ -29,7 +29,7 @@ Batch = dict[str, np.ndarray]
 
 
 def bucket_lengths(max_length: int, smallest_bucket: int = 16) -> tuple[int, ...]:
-    """Padded lengths in increasing order: powers of two from ``smallest_bucket``, then ``max_length``.
+    """Padded lengths, increasing: powers of two from ``smallest_bucket``, then ``max_length``.
 
     >>> bucket_lengths(128)
     (16, 32, 64, 128)

@@ -86,7 +86,9 @@ def _read_csv(path: Path) -> _RawFile:
             f"{path} is not UTF-8 text (invalid byte at position {err.start}); re-save it as UTF-8"
         ) from None
     except csv.Error as err:
-        raise JaxpruneError(f"{path} is not a readable CSV file ({err}); fix or re-export it") from None
+        raise JaxpruneError(
+            f"{path} is not a readable CSV file ({err}); fix or re-export it"
+        ) from None
     if not rows:
         raise JaxpruneError(f"{path} is empty; it needs a header line with text and label columns")
     header = [name.strip() for name in rows[0]]
@@ -204,7 +206,9 @@ def _find_files(folder: Path, variant: str) -> dict[str, Path]:
             else:
                 other_variants.add(match.group(1).upper())
     if not found:
-        hint = f" (it has {', '.join(sorted(other_variants))} files: pass that variant)" if other_variants else ""
+        hint = ""
+        if other_variants:
+            hint = f" (it has {', '.join(sorted(other_variants))} files: pass that variant)"
         raise JaxpruneError(
             f"{folder} has no {variant}_Train/{variant}_Valid/{variant}_Test .csv file{hint}; "
             "pass --data-dir with a folder of MahaNews CSVs"
@@ -267,7 +271,9 @@ def _build(
 
 def _check_variant(variant: str) -> str:
     if variant.upper() not in VARIANTS:
-        raise JaxpruneError(f"unknown MahaNews variant {variant!r}; pass one of {', '.join(VARIANTS)}")
+        raise JaxpruneError(
+            f"unknown MahaNews variant {variant!r}; pass one of {', '.join(VARIANTS)}"
+        )
     return variant.upper()
 
 
@@ -310,10 +316,11 @@ def load_mahanews(
 ) -> tuple[datasets.DatasetDict, DataInfo]:
     """Loads MahaNews from a local folder, or downloads it when ``data_dir`` is None.
 
-    With a Train file, Train is ``train`` and Valid (else Test) is ``eval``;
-    a Test file beside Train and Valid becomes ``test``. Without a Train file,
-    the Valid (else Test) file is split ``1 - eval_fraction`` / ``eval_fraction``,
-    stratified by label and seeded, and ``info.messages`` says so.
+    With Train and Valid (or Test) files, Train is ``train`` and Valid (else
+    Test) is ``eval``; a Test file beside both becomes ``test``. With only one
+    file to learn from (Train, else Valid, else Test) that file is split
+    ``1 - eval_fraction`` / ``eval_fraction``, stratified by label and seeded,
+    and ``info.messages`` says so; a Test file beside a lone Valid is ``test``.
 
     Args:
       data_dir: folder with ``{variant}_{Train,Valid,Test}.csv`` (any case).
@@ -354,6 +361,8 @@ def load_offline_corpus(
     """
     csv_path = Path(path) if path is not None else OFFLINE_CORPUS
     if not csv_path.is_file():
-        raise JaxpruneError(f"corpus file {csv_path} does not exist; pass the path of a text,label CSV")
+        raise JaxpruneError(
+            f"corpus file {csv_path} does not exist; pass the path of a text,label CSV"
+        )
     raw = _read_csv(csv_path)
     return _build(str(csv_path), {"valid": raw}, label_names, eval_fraction, seed)

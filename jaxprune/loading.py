@@ -265,3 +265,27 @@ def load_tokenizer(name_or_path: str | os.PathLike) -> Any:
     except (OSError, ValueError) as err:
         raise JaxpruneError(f"{folder} has no usable tokenizer ({type(err).__name__}); "
                             f"copy the checkpoint's tokenizer files into it") from None
+
+
+def checkpoint_labels(name_or_path: str | os.PathLike) -> tuple[str, ...] | None:
+    """The label names of a checkpoint that already has a classifier head, else ``None``.
+
+    A checkpoint with ``classifier.weight`` and an ``id2label`` of real names
+    (not ``LABEL_0``...) is a ready classifier, e.g. ``marathi-topic-all-doc-v2``.
+    """
+    folder = resolve_folder(name_or_path)
+    config = BertConfig.load(folder)
+    if all(re.fullmatch(r"LABEL_\d+", name) for name in config.label_names):
+        return None
+    files = _safetensors_files(folder)
+    if files:
+        from safetensors import safe_open
+
+        keys = set()
+        for file in files:
+            with safe_open(file, framework="flax") as f:
+                keys.update(_canonical(k) for k in f.keys())
+        has_head = "classifier.weight" in keys
+    else:
+        has_head = os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME))
+    return config.label_names if has_head else None

@@ -53,7 +53,7 @@ def _random_params(config: BertConfig, seed: int = 0) -> dict:
             return (0.5 * rng.normal(size=leaf.shape)).astype(np.float32)
         return rng.normal(0, 1, leaf.shape).astype(np.float32)  # embeddings
 
-    return jax.tree_util.tree_map_with_path(draw, jax.tree.map(lambda x: x, shapes))
+    return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,8 +200,11 @@ def test_compacting_twice_removes_nothing_more():
     params = _mutable(_random_params(config))
     params["encoder"]["layer_1"]["attention"]["output"]["kernel"][_rows(2)] = 0
     params["encoder"]["layer_1"]["intermediate"]["kernel"][:, :10] = 0
+    params["encoder"]["layer_0"]["attention"]["output"]["kernel"][:] = 0  # zero-size input next time
+    params["encoder"]["layer_0"]["output"]["kernel"][:] = 0
     once_params, once_config, _ = compact_lib.compact(params, config)
     twice_params, twice_config, report = compact_lib.compact(once_params, once_config)
+    assert once_config.heads_per_layer == (0, 3, 4)
     assert twice_config == once_config
     assert report.params_after == report.params_before
     for got, want in zip(jax.tree.leaves(twice_params), jax.tree.leaves(once_params)):

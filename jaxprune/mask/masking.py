@@ -14,6 +14,10 @@ Both use the straight-through estimator: the forward pass uses the hard mask,
 the backward pass treats ``M`` as ``S``, so
 ``dL/dS_block = sum over the block of dL/dW' * W`` (for a group: summed over
 every slice of every member leaf). Params receive ``dL/dW = dL/dW' * M``.
+A pruned unit that owns both its inputs and its outputs (an FFN neuron, a
+head) gets a score gradient of exactly zero, since nothing reads its zero
+output; its score stays put while the others move, and top-k brings it back
+if kept units' scores fall below it.
 
 What ``keep_fraction`` counts, per :class:`MaskConfig` scope:
 

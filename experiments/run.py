@@ -1,0 +1,152 @@
+"""Run one experiment: prune (and optionally distill) a BERT topic classifier.
+
+    python experiments/run.py                          # offline default: packaged MiniLM, own corpus
+    python experiments/run.py --sparsity 0.25 --distill
+    python experiments/run.py --preset paper --sparsity 0.25 --distill   # needs internet
+
+Writes results.json (and the pruned and compacted models) to --output-dir and
+prints a summary. Bad input ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from jaxprune.errors import JaxpruneError  # noqa: E402
+
+# Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
+# finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.
+PRESETS = {
+    "demo": dict(teacher_epochs=8, epochs=8, batch_size=16, max_length=64, learning_rate=1e-4,
+                 teacher_learning_rate=2e-4, dataset="offline", model=None),
+    "paper": dict(teacher_epochs=0, epochs=3, batch_size=32, max_length=128, learning_rate=3e-5,
+                  teacher_learning_rate=3e-5, dataset="mahanews", model="l3cube-pune/marathi-topic-all-doc-v2"),
+    "experiment": dict(teacher_epochs=4, epochs=4, batch_size=32, max_length=128, learning_rate=1e-4,
+                       teacher_learning_rate=1e-4, dataset="mahanews", model=None),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other input error
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _sparsity(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sparsity {text!r} is not a number; pass e.g. 0.25") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"--sparsity {value} is out of range; pass a value with 0 <= s < 1")
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sparsity", type=_sparsity, default=0.25, help="fraction of encoder weights pruned, 0 <= s < 1")
+    p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
+    p.add_argument("--method", choices=("topk", "soft"), default="topk", help="movement pruning variant")
+    p.add_argument("--attention", choices=("heads", "blocks"), default="heads",
+                   help="prune attention by whole heads (compactable) or 32x32 blocks")
+    p.add_argument("--scope", choices=("global", "local"), default="global",
+                   help="global: layers compete for the budget; local: every layer pruned alike")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="demo: offline default; paper: marathi-topic-all-doc-v2 on MahaNews (internet)")
+    p.add_argument("--model", default=None, help="BERT folder or hub id (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
+    p.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"), help="MahaNews variant")
+    p.add_argument("--epochs", type=_positive, default=None, help="student epochs")
+    p.add_argument("--teacher-epochs", type=_positive, default=None, help="epochs to fine-tune a head-less teacher")
+    p.add_argument("--batch-size", type=_positive, default=None)
+    p.add_argument("--max-length", type=_positive, default=None, help="tokens per text (truncation)")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output-dir", default=None, help="default: runs/<settings>")
+    p.add_argument("--teacher-cache", default=None, help="where fine-tuned teachers are kept (default: runs/teachers)")
+    p.add_argument("--teacher-in-step", action="store_true",
+                   help="compute teacher logits in every step instead of caching them once")
+    p.add_argument("--country", default="IND", help="ISO-3 grid for CodeCarbon's CO2 estimate")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace):
+    import jax
+
+    from jaxprune.experiment import ExperimentConfig
+    from jaxprune.train import TrainConfig
+
+    custom_data = args.data_dir is not None or args.model is not None
+    preset = PRESETS[args.preset or ("experiment" if custom_data else "demo")]
+    if args.precision == "auto":
+        dtype = "bfloat16" if jax.default_backend() == "gpu" else "float32"
+    else:
+        dtype = {"fp32": "float32", "bf16": "bfloat16"}[args.precision]
+    common = dict(batch_size=args.batch_size or preset["batch_size"], compute_dtype=dtype, seed=args.seed)
+    student = TrainConfig(
+        epochs=args.epochs or preset["epochs"],
+        learning_rate=args.learning_rate or preset["learning_rate"],
+        sparsity=args.sparsity, distill=args.distill, method=args.method,
+        attention_blocks=args.attention, scope=args.scope, **common,
+    )
+    teacher = TrainConfig(
+        epochs=args.teacher_epochs or max(preset["teacher_epochs"], 1),
+        learning_rate=preset["teacher_learning_rate"], **common,
+    )
+    name = f"s{args.sparsity:g}{'-kd' if args.distill else ''}-{args.method}-{'bf16' if dtype == 'bfloat16' else 'fp32'}"
+    return ExperimentConfig(
+        student=student,
+        teacher=teacher,
+        model=args.model or preset["model"],
+        dataset="mahanews" if args.data_dir else preset["dataset"],
+        data_dir=args.data_dir,
+        variant=args.variant,
+        max_length=args.max_length or preset["max_length"],
+        output_dir=args.output_dir or os.path.join("runs", name),
+        teacher_cache=args.teacher_cache,
+        teacher_in_step=args.teacher_in_step,
+        country_iso_code=args.country,
+        resume=args.resume,
+    )
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from jaxprune.experiment import summary_table, train_and_evaluate
+
+        config = build_config(args)
+        print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distill}, "
+              f"{config.student.method}, {config.student.compute_dtype}", flush=True)
+        results = train_and_evaluate(config)
+    except JaxpruneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
+        return 130
+    print(summary_table(results))
+    print(f"results: {os.path.join(config.output_dir, 'results.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

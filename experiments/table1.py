@@ -1,0 +1,204 @@
+"""Reproduce the paper's Table I and Figure 3: the baseline and {25, 50, 75}% sparsity x
+{without, with distillation}, same data and seed.
+
+    python experiments/table1.py --data-dir ../shared/data/mahanews-shc --output-dir results/table1
+
+Each experiment is an ordinary run of experiments/run.py in <output-dir>/<name>/, sharing one
+fine-tuned teacher (the baseline). Finished experiments are skipped on a re-run; an interrupted
+one continues from its last checkpoint. Then table1.md, table1.json and the figures are written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
+
+from jaxprune.errors import JaxpruneError  # noqa: E402
+
+PAPER_TABLE = """| Model | Params (M) | % reduction | % decrease in inference time | Speedup | Accuracy (%) | kg CO2eq |
+|---|---|---|---|---|---|---|
+| Baseline (marathi-topic-all-doc-v2) | 238 | - | - | 1.00x | 92.43 | - |
+| 25% pruned | 218 | 8.6 | ... | ... | ... | ... |
+| 25% pruned + distillation | 218 | 8.6 | 61 | 2.56x | 92.18 | ... |
+| 50% pruned | 197 | 17 | ... | ... | ... | ... |
+| 75% pruned | 177 | 26 | ... | 2.25x | ... | ... |"""
+
+
+def experiments(sparsities: list[float]) -> list[tuple[str, float, bool]]:
+    return [(f"s{int(s * 100)}{'-kd' if kd else ''}", s, kd) for s in sparsities for kd in (False, True)]
+
+
+def run_all(args: argparse.Namespace) -> list[dict]:
+    out = Path(args.output_dir)
+    results = []
+    for name, sparsity, distill in experiments(args.sparsities):
+        folder = out / name
+        argv = ["--sparsity", str(sparsity), "--output-dir", str(folder), "--teacher-cache", str(out / "teachers"),
+                "--seed", str(args.seed), "--precision", args.precision]
+        for flag, value in (("--data-dir", args.data_dir), ("--model", args.model), ("--epochs", args.epochs),
+                            ("--teacher-epochs", args.teacher_epochs), ("--batch-size", args.batch_size),
+                            ("--max-length", args.max_length)):
+            if value is not None:
+                argv += [flag, str(value)]
+        if distill:
+            argv.append("--distill")
+        if (folder / "results.json").is_file() or (folder / "checkpoints").is_dir():
+            argv.append("--resume")  # skip a finished run, continue an interrupted one
+        if args.report_only:
+            if not (folder / "results.json").is_file():
+                print(f"table1: {name} has not run yet; skipping it in the report")
+                continue
+        else:
+            print(f"table1: {name}: python experiments/run.py {' '.join(argv)}", flush=True)
+            from jaxprune.experiment import train_and_evaluate
+
+            train_and_evaluate(run_cli.build_config(run_cli.parse_args(argv)))
+        results.append(dict(json.loads((folder / "results.json").read_text(encoding="utf-8")), name=name))
+    return results
+
+
+def table_rows(results: list[dict]) -> list[dict]:
+    """The paper's columns (+ macro-F1, compacted size, device) for the baseline and each run."""
+    if not results:
+        return []
+    first = results[0]
+    dense_time = first["speedup"]["dense_median_s"]
+    base_params = first["params_total"]
+    rows = [{
+        "name": "baseline (fine-tuned teacher)", "sparsity": 0.0, "distill": False,
+        "params_m": base_params / 1e6, "params_reduction_pct": 0.0,
+        "compacted_params_m": base_params / 1e6, "inference_time_decrease_pct": 0.0, "speedup": 1.0,
+        "inference_ms": dense_time * 1e3, "accuracy_pct": 100 * first["teacher_accuracy"],
+        "macro_f1_pct": 100 * first["teacher_macro_f1"], "kg_co2": None, "encoder_sparsity": 0.0,
+        "device": first["speedup"].get("device", first["device"]),
+    }]
+    for r in results:
+        compacted = r["params_after_compaction"]
+        speed = r["speedup"]
+        rows.append({
+            "name": r["name"], "sparsity": r["sparsity"], "distill": r["distill"],
+            "params_m": r["params_nonzero"] / 1e6,
+            "params_reduction_pct": 100 * (1 - r["params_nonzero"] / r["params_total"]),
+            "compacted_params_m": compacted / 1e6,
+            "inference_time_decrease_pct": 100 * (1 - speed["compacted_median_s"] / speed["dense_median_s"]),
+            "speedup": speed["speedup"], "inference_ms": speed["compacted_median_s"] * 1e3,
+            "accuracy_pct": 100 * r["accuracy"], "macro_f1_pct": 100 * r["macro_f1"],
+            "kg_co2": r["emissions_kg_co2"], "encoder_sparsity": r["encoder_sparsity"],
+            "device": speed.get("device", r["device"]),
+        })
+    return rows
+
+
+def markdown(rows: list[dict], command: str, results: list[dict]) -> str:
+    speed = results[0]["speedup"]
+    lines = [
+        "# Table I, reproduced with jaxprune",
+        "",
+        f"Command: `{command}`  ",
+        f"Date: {datetime.date.today().isoformat()}; device: {rows[0]['device']}; "
+        f"inference timed at batch {speed['batch_size']} x length {speed['seq_length']}, {speed['dtype']}, "
+        f"jitted, median of {speed.get('repeats', '?')} runs (compacted vs dense, side by side).",
+        f"Model: {results[0]['model']}; data: {results[0]['dataset']} (train {results[0]['split_sizes'].get('train')}, "
+        f"eval {results[0]['split_sizes'].get('eval')}).",
+        "",
+        "| Model | Params (M, non-zero) | % reduction in params | Compacted params (M) | % decrease in inference time "
+        "| Speedup | Accuracy (%) | Macro-F1 (%) | kg CO2eq (training) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        co2 = "-" if r["kg_co2"] is None else f"{r['kg_co2']:.2e}"
+        lines.append(
+            f"| {r['name']} | {r['params_m']:.2f} | {r['params_reduction_pct']:.1f} | {r['compacted_params_m']:.2f} "
+            f"| {r['inference_time_decrease_pct']:.1f} | {r['speedup']:.2f}x | {r['accuracy_pct']:.2f} "
+            f"| {r['macro_f1_pct']:.2f} | {co2} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for r in rows:
+        marker = "*" if r["sparsity"] == 0 else ("o" if r["distill"] else "s")
+        ax.scatter(r["inference_ms"], r["accuracy_pct"], marker=marker, s=90)
+        ax.annotate(r["name"], (r["inference_ms"], r["accuracy_pct"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=8)
+    ax.set_xlabel(f"inference time per batch (ms, {rows[0]['device']})")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("Accuracy vs inference time (compacted models)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    paths.append(out / "figure3_accuracy_vs_time.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(2, len(results), figsize=(2.2 * len(results) + 1, 5.5), squeeze=False)
+    for col, r in enumerate(results):
+        layers = r["layers"]
+        for row, (kept, total, title) in enumerate((("heads_kept", "heads", "heads"),
+                                                     ("neurons_kept", "neurons", "FFN neurons"))):
+            survival = np.array([[layer[kept] / max(layer[total], 1)] for layer in layers])
+            ax = axes[row, col]
+            image = ax.imshow(survival, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+            ax.set_xticks([])
+            ax.set_yticks(range(len(layers)))
+            ax.set_ylabel("layer" if col == 0 else "")
+            ax.set_title(f"{r['name']}\n{title}", fontsize=8)
+            for i, value in enumerate(survival[:, 0]):
+                ax.text(0, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if value < 0.5 else "black")
+    fig.colorbar(image, ax=axes, fraction=0.03, label="fraction surviving")
+    paths.append(out / "layer_survival.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def main(argv=None) -> int:
+    p = run_cli._Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--model", default=None)
+    p.add_argument("--output-dir", default="results/table1")
+    p.add_argument("--sparsities", type=float, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--teacher-epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report-only", action="store_true", help="only rebuild the table and figures")
+    args = p.parse_args(argv)
+    command = "python experiments/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    try:
+        results = run_all(args)
+        if not results:
+            raise JaxpruneError(f"no finished experiments in {args.output_dir}; run without --report-only first")
+        out = Path(args.output_dir)
+        rows = table_rows(results)
+        (out / "table1.md").write_text(markdown(rows, command, results), encoding="utf-8")
+        (out / "table1.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2), encoding="utf-8")
+        paths = figures(rows, results, out)
+    except JaxpruneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print((out / "table1.md").read_text(encoding="utf-8"))
+    print("figures: " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

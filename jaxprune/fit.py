@@ -1,0 +1,142 @@
+"""The training loop: epochs of bucketed batches, progress, checkpoints and resume.
+
+The data order of an epoch is a pure function of ``(seed, epoch)`` and the
+dropout key of a step is folded from the state's key by the step number, so a
+run restored from a checkpoint replays exactly the batches and randomness it
+would have seen, and ends with the same weights (CPU, float32: bit for bit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprune.batching import EncodedSplit, epoch_plan, make_batch, num_batches
+from jaxprune.checkpoint import Checkpointer
+from jaxprune.config import BertConfig
+from jaxprune.errors import JaxpruneError
+from jaxprune.train import (
+    Pruning,
+    TrainConfig,
+    TrainState,
+    create_train_state,
+    make_optimizers,
+    make_pruning,
+    make_train_step,
+)
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels", "weight")
+
+
+@dataclasses.dataclass
+class FitResult:
+    state: TrainState
+    pruning: Pruning | None
+    total_steps: int
+    history: list[dict[str, float]]  # per-step metrics of the steps run in this process
+    resumed_from_step: int | None
+
+
+def fit(
+    params: Any,
+    model_config: BertConfig,
+    config: TrainConfig,
+    train: EncodedSplit,
+    *,
+    teacher_logits: np.ndarray | None = None,
+    teacher: tuple[Any, BertConfig] | None = None,
+    checkpoint_dir: str | None = None,
+    fingerprint: str = "",
+    resume: bool = False,
+    checkpoint_every: int = 100,
+    stop_after_steps: int | None = None,
+    description: str = "train",
+) -> FitResult:
+    """Train ``params`` (pruning them if ``config.sparsity > 0``) on ``train``.
+
+    Args:
+      teacher_logits: (N, C) cached teacher logits for the rows of ``train``
+        (distillation with a cached teacher: the default).
+      teacher: ``(teacher_params, teacher_config)`` to compute the teacher's
+        logits inside the step instead.
+      checkpoint_dir: where orbax checkpoints go (every ``checkpoint_every``
+        steps, at the end and on Ctrl-C); ``None`` disables them.
+      resume: continue from the newest checkpoint in ``checkpoint_dir``.
+      stop_after_steps: stop (after checkpointing) once the state reaches this
+        step, as if interrupted; tests use it to cut a run short.
+    """
+    if config.distill and teacher_logits is None and teacher is None:
+        raise ValueError("distillation needs teacher_logits or teacher")
+    steps_per_epoch = num_batches(train, config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    weight_tx, score_tx = make_optimizers(config, total_steps)
+    pruning = make_pruning(params, model_config, config, total_steps)
+    state = create_train_state(params, config, weight_tx, score_tx, pruning)
+
+    checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
+    epoch, next_batch, resumed_from = 0, 0, None
+    if checkpointer is not None and checkpointer.latest_step() is not None:
+        if not resume:
+            raise JaxpruneError(
+                f"{checkpoint_dir} already holds a checkpoint; pass --resume to continue it or use a new --output-dir"
+            )
+        state, meta = checkpointer.restore_latest(state)
+        epoch, next_batch, resumed_from = int(meta["epoch"]), int(meta["batch"]), int(state.step)
+
+    teacher_params = teacher[0] if teacher is not None and teacher_logits is None else None
+    step_fn = make_train_step(
+        model_config, config, pruning, weight_tx, score_tx,
+        teacher_config=teacher[1] if teacher_params is not None else None,
+    )
+
+    def save() -> None:
+        if checkpointer is not None:
+            checkpointer.save(int(state.step), state, {"epoch": epoch, "batch": next_batch})
+
+    history_arrays: list[dict[str, Any]] = []
+    bar = tqdm(total=total_steps, initial=int(state.step), desc=description, unit="step", dynamic_ncols=True)
+    try:
+        while epoch < config.epochs:
+            plan = epoch_plan(train, config.batch_size, seed=config.seed, epoch=epoch)
+            while next_batch < len(plan):
+                if stop_after_steps is not None and int(state.step) >= stop_after_steps:
+                    save()
+                    return FitResult(state, pruning, total_steps, _to_host(history_arrays), resumed_from)
+                batch = make_batch(train, plan[next_batch], config.batch_size)
+                inputs = {k: batch[k] for k in _MODEL_INPUTS}
+                if config.distill and teacher_logits is not None:
+                    inputs["teacher_logits"] = teacher_logits[batch["index"]]
+                if teacher_params is not None:
+                    state, metrics = step_fn(state, inputs, teacher_params)
+                else:
+                    state, metrics = step_fn(state, inputs)
+                next_batch += 1
+                history_arrays.append(metrics)
+                bar.update(1)
+                if len(history_arrays) % 10 == 0:
+                    bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+                if checkpointer is not None and int(state.step) % checkpoint_every == 0:
+                    save()
+            epoch, next_batch = epoch + 1, 0
+        save()
+    except KeyboardInterrupt:
+        bar.close()
+        try:
+            save()
+            where = f"a checkpoint at step {int(state.step)} is in {checkpoint_dir}"
+        except Exception:  # noqa: BLE001 - the state may have been donated mid-step
+            where = "the last periodic checkpoint is kept"
+        raise JaxpruneError(f"interrupted; {where}; rerun the same command with --resume to continue") from None
+    finally:
+        bar.close()
+        if checkpointer is not None:
+            checkpointer.close()
+    return FitResult(state, pruning, total_steps, _to_host(history_arrays), resumed_from)
+
+
+def _to_host(history: list[dict[str, Any]]) -> list[dict[str, float]]:
+    return [{k: float(v) for k, v in row.items()} for row in jax.device_get(history)]

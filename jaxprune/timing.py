@@ -1,0 +1,292 @@
+"""Wall-clock timing of the jitted BERT forward, for benchmarks and the pipeline.
+
+Compilation is always excluded: a function is compiled ahead of time
+(``jit(...).lower(...).compile()``), run ``warmup`` times, then timed
+``repeats`` times, each run blocking on its result (JAX dispatch is
+asynchronous, so an unblocked timer would only measure the dispatch).
+
+Comparisons run side by side: :func:`compare_inference` compiles both models
+first and then alternates them (A B A B ...), so drift of the machine (clock
+boost, other load, thermal throttling) hits both and the reported ratio stays
+fair. No speed is ever asserted; results name the device they were taken on.
+
+>>> import jax, jax.numpy as jnp
+>>> from jaxprune.bert import init_params
+>>> from jaxprune.config import BertConfig
+>>> config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+...                     num_attention_heads=2, intermediate_size=32)
+>>> params = init_params(config, jax.random.key(0))
+>>> result = time_forward(params, config, batch_size=2, seq_length=8, repeats=3, warmup=1)
+>>> result.min_s <= result.median_s <= result.max_s
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxprune.bert import BertForSequenceClassification, Params
+from jaxprune.config import BertConfig
+from jaxprune.errors import JaxpruneError
+
+# Dense peak FLOP/s (no structured sparsity) of accelerators we know, by
+# substring of ``device_kind`` (lower case), for model-FLOPs utilisation.
+# SXM figures from NVIDIA's datasheets; fp32 means plain FP32 (not TF32).
+PEAK_FLOPS: dict[str, dict[str, float]] = {
+    "h100": {"bfloat16": 989e12, "float32": 67e12},
+    "h200": {"bfloat16": 989e12, "float32": 67e12},
+    "a100": {"bfloat16": 312e12, "float32": 19.5e12},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TimingResult:
+    """Seconds per batch of one jitted forward, compilation excluded.
+
+    Attributes:
+      median_s / min_s / max_s: over ``repeats`` timed runs.
+      sequences_per_s: ``batch_size / median_s``.
+      compile_s: time to lower and compile (not part of the runs).
+      times_s: every timed run, in order.
+    """
+
+    median_s: float
+    min_s: float
+    max_s: float
+    sequences_per_s: float
+    batch_size: int
+    seq_length: int
+    dtype: str
+    repeats: int
+    warmup: int
+    compile_s: float
+    device: str
+    times_s: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (``times_s`` becomes a list)."""
+        out = dataclasses.asdict(self)
+        out["times_s"] = list(self.times_s)
+        return out
+
+
+def device_description(device: jax.Device | None = None) -> str:
+    """E.g. ``"gpu: NVIDIA H100 80GB HBM3"`` or ``"cpu: Intel(R) Xeon(R) ... (2 cores)"``."""
+    device = device or jax.devices()[0]
+    if device.platform != "cpu":
+        return f"{device.platform}: {device.device_kind}"
+    return f"cpu: {_cpu_model()} ({os.cpu_count()} cores)"
+
+
+def device_slug(device: jax.Device | None = None) -> str:
+    """A short file-name-safe device kind: ``"cpu"``, ``"h100"``, ``"a100"``, ``"gpu"``..."""
+    device = device or jax.devices()[0]
+    if device.platform == "cpu":
+        return "cpu"
+    kind = device.device_kind.lower()
+    for known in PEAK_FLOPS:
+        if known in kind:
+            return known
+    slug = "".join(c if c.isalnum() else "-" for c in kind).strip("-")
+    return slug or device.platform
+
+
+def peak_flops_per_s(dtype: Any, device: jax.Device | None = None) -> float | None:
+    """Datasheet dense peak FLOP/s of ``device`` for ``dtype``; ``None`` when unknown (e.g. CPU)."""
+    device = device or jax.devices()[0]
+    if device.platform == "cpu":
+        return None
+    kind = device.device_kind.lower()
+    for known, peaks in PEAK_FLOPS.items():
+        if known in kind:
+            return peaks.get(jnp.dtype(dtype).name)
+    return None
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and the packages a benchmark depends on (``None`` if not installed).
+
+    Read from package metadata, so nothing (torch in particular) is imported.
+    """
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "torch", "transformers"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def time_calls(run: Callable[[], Any], *, repeats: int, warmup: int) -> list[float]:
+    """Run ``run()`` ``warmup`` times untimed, then ``repeats`` times timed; seconds per run.
+
+    ``run`` must block until its work is done (e.g. end in ``block_until_ready``).
+    """
+    _check_counts(repeats, warmup)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def time_forward(
+    params: Params,
+    config: BertConfig,
+    *,
+    batch_size: int,
+    seq_length: int,
+    dtype: Any = jnp.float32,
+    repeats: int = 10,
+    warmup: int = 2,
+    seed: int = 0,
+) -> TimingResult:
+    """Time the jitted forward of ``BertForSequenceClassification(config, dtype)``.
+
+    Args:
+      params: float32 params for ``config`` (e.g. from ``init_params`` or ``compact``).
+      config: the model's config (uniform or per-layer).
+      batch_size / seq_length: shape of the random ``input_ids`` (B, T) int32;
+        the attention mask is all ones (no padding).
+      dtype: compute dtype (``jnp.float32`` or ``jnp.bfloat16``).
+      repeats / warmup: timed and untimed runs after compilation.
+      seed: seed of the random token ids.
+
+    Returns:
+      A :class:`TimingResult` (seconds per batch).
+    """
+    _check_counts(repeats, warmup)
+    run, compile_s = _compiled_forward(params, config, batch_size, seq_length, dtype, seed)
+    times = time_calls(run, repeats=repeats, warmup=warmup)
+    return _result(times, batch_size, seq_length, dtype, warmup, compile_s)
+
+
+def compare_inference(
+    dense: tuple[Params, BertConfig],
+    compacted: tuple[Params, BertConfig],
+    *,
+    batch_size: int,
+    seq_length: int,
+    dtype: Any = jnp.float32,
+    repeats: int = 10,
+    warmup: int = 2,
+) -> dict[str, Any]:
+    """Time two models side by side on the same random batch shape.
+
+    Both are compiled and warmed up first; then the timed runs alternate
+    (dense, compacted, dense, compacted, ...) so drift of the machine affects
+    both equally.
+
+    Args:
+      dense / compacted: ``(params, config)`` of each model.
+      batch_size / seq_length / dtype / repeats / warmup: as in :func:`time_forward`.
+
+    Returns:
+      JSON-ready dict: ``dense`` and ``compacted`` (each a :class:`TimingResult`
+      dict), ``dense_median_s``, ``compacted_median_s``, ``speedup``
+      (``dense_median_s / compacted_median_s``), ``batch_size``,
+      ``seq_length``, ``dtype``, ``device``, ``repeats``.
+    """
+    _check_counts(repeats, warmup)
+    runs = {}
+    compile_s = {}
+    for name, (params, config) in (("dense", dense), ("compacted", compacted)):
+        runs[name], compile_s[name] = _compiled_forward(params, config, batch_size, seq_length, dtype, 0)
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name] += time_calls(run, repeats=1, warmup=0)
+    results = {
+        name: _result(times[name], batch_size, seq_length, dtype, warmup, compile_s[name]) for name in runs
+    }
+    return {
+        "dense": results["dense"].to_dict(),
+        "compacted": results["compacted"].to_dict(),
+        "dense_median_s": results["dense"].median_s,
+        "compacted_median_s": results["compacted"].median_s,
+        "speedup": results["dense"].median_s / results["compacted"].median_s,
+        "batch_size": batch_size,
+        "seq_length": seq_length,
+        "dtype": jnp.dtype(dtype).name,
+        "device": device_description(),
+        "repeats": repeats,
+    }
+
+
+def _compiled_forward(
+    params: Params, config: BertConfig, batch_size: int, seq_length: int, dtype: Any, seed: int
+) -> tuple[Callable[[], jax.Array], float]:
+    """A no-argument blocking call of the compiled forward, and its compile time."""
+    if batch_size < 1 or seq_length < 1:
+        raise JaxpruneError(f"batch_size={batch_size}, seq_length={seq_length}; both must be >= 1")
+    if seq_length > config.max_position_embeddings:
+        raise JaxpruneError(
+            f"seq_length {seq_length} exceeds max_position_embeddings "
+            f"{config.max_position_embeddings}; time a shorter length"
+        )
+    model = BertForSequenceClassification(config, dtype=dtype)
+    input_ids = jax.random.randint(
+        jax.random.key(seed), (batch_size, seq_length), 0, config.vocab_size, dtype=jnp.int32
+    )
+    attention_mask = jnp.ones_like(input_ids)
+    params = jax.device_put(params)
+
+    def forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
+        return model.apply({"params": params}, input_ids, attention_mask, deterministic=True)
+
+    start = time.perf_counter()
+    compiled = jax.jit(forward).lower(params, input_ids, attention_mask).compile()
+    compile_s = time.perf_counter() - start
+    return (lambda: compiled(params, input_ids, attention_mask).block_until_ready()), compile_s
+
+
+def _result(
+    times: Sequence[float], batch_size: int, seq_length: int, dtype: Any, warmup: int, compile_s: float
+) -> TimingResult:
+    median = statistics.median(times)
+    return TimingResult(
+        median_s=median,
+        min_s=min(times),
+        max_s=max(times),
+        sequences_per_s=batch_size / median,
+        batch_size=batch_size,
+        seq_length=seq_length,
+        dtype=jnp.dtype(dtype).name,
+        repeats=len(times),
+        warmup=warmup,
+        compile_s=compile_s,
+        device=device_description(),
+        times_s=tuple(times),
+    )
+
+
+def _check_counts(repeats: int, warmup: int) -> None:
+    if repeats < 1 or warmup < 0:
+        raise JaxpruneError(f"repeats={repeats}, warmup={warmup}; need repeats >= 1 and warmup >= 0")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
