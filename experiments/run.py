@@ -57,6 +57,26 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def _learning_rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. 1e-4") from None
+    if not value > 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"{value} must be positive; pass e.g. 1e-4")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sparsity", type=_sparsity, default=0.25, help="fraction of encoder weights pruned, 0 <= s < 1")
@@ -77,8 +97,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--teacher-epochs", type=_positive, default=None, help="epochs to fine-tune a head-less teacher")
     p.add_argument("--batch-size", type=_positive, default=None)
     p.add_argument("--max-length", type=_positive, default=None, help="tokens per text (truncation)")
-    p.add_argument("--learning-rate", type=float, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--learning-rate", type=_learning_rate, default=None)
+    p.add_argument("--seed", type=_non_negative, default=0)
     p.add_argument("--output-dir", default=None, help="default: runs/<settings>")
     p.add_argument("--teacher-cache", default=None, help="where fine-tuned teachers are kept (default: runs/teachers)")
     p.add_argument("--teacher-in-step", action="store_true",

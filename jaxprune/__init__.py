@@ -19,28 +19,17 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
 from jaxprune.metrics import classification_report
 
+from jaxprune.data import load_csv, load_mahanews, load_offline_corpus
+from jaxprune.experiment import ExperimentConfig, train_and_evaluate
+from jaxprune.loop import fit
+from jaxprune.train import TrainConfig
+
 __version__ = "0.1.0"
-
-
-def __getattr__(name):
-    # The training stack pulls in orbax, datasets and codecarbon: import it on first use.
-    lazy = {
-        "TrainConfig": "jaxprune.train",
-        "fit": "jaxprune.fit",
-        "ExperimentConfig": "jaxprune.experiment",
-        "train_and_evaluate": "jaxprune.experiment",
-    }
-    if name in lazy:
-        import importlib
-
-        return getattr(importlib.import_module(lazy[name]), name)
-    raise AttributeError(f"module 'jaxprune' has no attribute {name!r}")
-
 
 __all__ = [
     "BertConfig", "BertForSequenceClassification", "CompactionReport", "ExperimentConfig", "JaxpruneError",
     "TrainConfig", "bert_rules", "bert_sparsity_report", "classification_report", "compact", "count_params",
-    "cross_entropy", "distillation_loss", "fit", "from_pretrained", "init_params", "load_tokenizer",
-    "mahabert_config", "mask", "minilm_config", "param_shapes", "save_pretrained", "surviving_units",
-    "train_and_evaluate",
+    "cross_entropy", "distillation_loss", "fit", "from_pretrained", "init_params", "load_csv", "load_mahanews",
+    "load_offline_corpus", "load_tokenizer", "mahabert_config", "mask", "minilm_config", "param_shapes",
+    "save_pretrained", "surviving_units", "train_and_evaluate",
 ]

@@ -366,3 +366,42 @@ def load_offline_corpus(
         )
     raw = _read_csv(csv_path)
     return _build(str(csv_path), {"valid": raw}, label_names, eval_fraction, seed)
+
+
+def load_csv(
+    path: str | os.PathLike, label_names: Sequence[str] | None = None
+) -> tuple[datasets.Dataset, DataInfo]:
+    """Loads one MahaNews-format CSV (text and label columns) whole, without splitting.
+
+    The file is cleaned like :func:`load_mahanews` (stray header rows and empty
+    texts dropped and counted in ``info``). Labels map to ids by
+    ``label_names`` (the model's ``id2label``); a label outside them is an
+    error. Placeholder names (``LABEL_0``...) or None mean "the data's sorted
+    unique labels".
+
+    Returns:
+      ``(dataset, info)``: columns ``text`` and ``label`` (ClassLabel), and
+      ``info.split_sizes == {"all": len(dataset)}``.
+    """
+    csv_path = Path(path)
+    if not csv_path.is_file():
+        raise JaxpruneError(f"data file {csv_path} does not exist; pass the path of a text,label CSV")
+    raw = _read_csv(csv_path)
+    names = _resolve_label_names([raw], label_names)
+    dataset = _to_dataset(raw.texts, _label_ids(raw, names), names)
+    messages = []
+    if raw.header_rows or raw.empty_rows:
+        messages.append(
+            f"{csv_path.name}: dropped {raw.header_rows} stray header rows and "
+            f"{raw.empty_rows} empty texts, kept {len(raw.texts)} examples"
+        )
+    info = DataInfo(
+        source=str(csv_path),
+        files=(csv_path.name,),
+        label_names=names,
+        dropped_header_rows=raw.header_rows,
+        dropped_empty_rows=raw.empty_rows,
+        split_sizes={"all": len(dataset)},
+        messages=tuple(messages),
+    )
+    return dataset, info

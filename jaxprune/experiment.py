@@ -29,7 +29,7 @@ from jaxprune.config import BertConfig
 from jaxprune.data import load_mahanews, load_offline_corpus
 from jaxprune.emissions import track_emissions
 from jaxprune.errors import JaxpruneError
-from jaxprune.fit import fit
+from jaxprune.loop import fit
 from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder, save_pretrained
 from jaxprune.metrics import classification_report
 from jaxprune.train import TrainConfig, masked_params, predict_logits
@@ -210,6 +210,12 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     check_precision(config.teacher.compute_dtype)
 
     folder = resolve_folder(config.model) if config.model else default_model_folder()
+    # Checked here, not when timing the compacted model after training: longer inputs than the
+    # position table would read out of bounds.
+    positions = BertConfig.load(folder).max_position_embeddings
+    if config.max_length > positions:
+        raise JaxpruneError(f"max length {config.max_length} exceeds the model's {positions} position "
+                            f"embeddings; pass --max-length {positions} or less")
     label_names = checkpoint_labels(folder)
     splits, data_info = load_data(config, label_names)
     for message in data_info.messages:

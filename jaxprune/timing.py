@@ -29,7 +29,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -143,6 +143,30 @@ def time_calls(run: Callable[[], Any], *, repeats: int, warmup: int) -> list[flo
     return times
 
 
+def time_side_by_side(
+    runs: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int
+) -> dict[str, list[float]]:
+    """Time several blocking calls alternately: warm up each, then A B C, A B C, ...
+
+    Returns seconds per call for each name, in order of the rounds.
+    """
+    _check_counts(repeats, warmup)
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name] += time_calls(run, repeats=1, warmup=0)
+    return times
+
+
+def summarize(times: Sequence[float], batch_size: int) -> dict[str, float]:
+    """``median_s``, ``min_s``, ``max_s`` and ``sequences_per_s`` of a list of seconds per batch."""
+    median = statistics.median(times)
+    return {"median_s": median, "min_s": min(times), "max_s": max(times), "sequences_per_s": batch_size / median}
+
+
 def time_forward(
     params: Params,
     config: BertConfig,
@@ -169,7 +193,7 @@ def time_forward(
       A :class:`TimingResult` (seconds per batch).
     """
     _check_counts(repeats, warmup)
-    run, compile_s = _compiled_forward(params, config, batch_size, seq_length, dtype, seed)
+    run, compile_s = compiled_forward(params, config, batch_size, seq_length, dtype, seed)
     times = time_calls(run, repeats=repeats, warmup=warmup)
     return _result(times, batch_size, seq_length, dtype, warmup, compile_s)
 
@@ -204,14 +228,8 @@ def compare_inference(
     runs = {}
     compile_s = {}
     for name, (params, config) in (("dense", dense), ("compacted", compacted)):
-        runs[name], compile_s[name] = _compiled_forward(params, config, batch_size, seq_length, dtype, 0)
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            times[name] += time_calls(run, repeats=1, warmup=0)
+        runs[name], compile_s[name] = compiled_forward(params, config, batch_size, seq_length, dtype)
+    times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
     results = {
         name: _result(times[name], batch_size, seq_length, dtype, warmup, compile_s[name]) for name in runs
     }
@@ -229,10 +247,11 @@ def compare_inference(
     }
 
 
-def _compiled_forward(
-    params: Params, config: BertConfig, batch_size: int, seq_length: int, dtype: Any, seed: int
+def compiled_forward(
+    params: Params, config: BertConfig, batch_size: int, seq_length: int, dtype: Any = jnp.float32, seed: int = 0
 ) -> tuple[Callable[[], jax.Array], float]:
-    """A no-argument blocking call of the compiled forward, and its compile time."""
+    """A no-argument call of the compiled forward on random ids that blocks on the
+    (B, num_labels) float32 logits it returns, and the seconds spent compiling it."""
     if batch_size < 1 or seq_length < 1:
         raise JaxpruneError(f"batch_size={batch_size}, seq_length={seq_length}; both must be >= 1")
     if seq_length > config.max_position_embeddings:
@@ -259,12 +278,8 @@ def _compiled_forward(
 def _result(
     times: Sequence[float], batch_size: int, seq_length: int, dtype: Any, warmup: int, compile_s: float
 ) -> TimingResult:
-    median = statistics.median(times)
     return TimingResult(
-        median_s=median,
-        min_s=min(times),
-        max_s=max(times),
-        sequences_per_s=batch_size / median,
+        **summarize(times, batch_size),
         batch_size=batch_size,
         seq_length=seq_length,
         dtype=jnp.dtype(dtype).name,

@@ -137,6 +137,10 @@ def make_pruning(params: Params, model_config: BertConfig, config: TrainConfig, 
     if not config.prunes:
         return None
     rules = bert_rules(model_config, attention=config.attention_blocks, block_shape=config.block_shape)
+    # Scores are trained with Adam, whose steps have the same size for a head's score and a
+    # neuron's whatever their gradient scale, so raw scores are what should compete in global
+    # ranking: equal rule weights (the budget itself stays counted in weights).
+    rules = [dataclasses.replace(rule, weight=1.0) for rule in rules]
     layout = mask.build_layout(params, rules)
     mask_config = mask.MaskConfig(method=config.method, scope=config.scope, threshold=config.soft_threshold)
     schedule = mask.cubic_keep_schedule(

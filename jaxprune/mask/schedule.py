@@ -66,9 +66,9 @@ def cubic_keep_schedule(
 
     def schedule(step: jax.Array | int) -> jax.Array:
         step = jnp.asarray(step, jnp.float32)
-        # With no ramp (ramp_steps == 0) this jumps to the final value at t_i.
-        progress = jnp.clip((step - initial_warmup_steps) / max(ramp_steps, 1), 0.0, 1.0)
-        if ramp_steps == 0:
+        if ramp_steps > 0:
+            progress = jnp.clip((step - initial_warmup_steps) / ramp_steps, 0.0, 1.0)
+        else:  # no ramp: jump to the final value when the initial warm-up ends
             progress = (step >= initial_warmup_steps).astype(jnp.float32)
         return final_keep_fraction + (initial_keep_fraction - final_keep_fraction) * (1.0 - progress) ** 3
 

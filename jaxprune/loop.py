@@ -1,4 +1,4 @@
-"""The training loop: epochs of bucketed batches, progress, checkpoints and resume.
+"""The training loop `fit`: epochs of bucketed batches, progress, checkpoints and resume.
 
 The data order of an epoch is a pure function of ``(seed, epoch)`` and the
 dropout key of a step is folded from the state's key by the step number, so a
@@ -80,11 +80,16 @@ def fit(
     checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
     epoch, next_batch, resumed_from = 0, 0, None
     if checkpointer is not None and checkpointer.latest_step() is not None:
-        if not resume:
-            raise JaxpruneError(
-                f"{checkpoint_dir} already holds a checkpoint; pass --resume to continue it or use a new --output-dir"
-            )
-        state, meta = checkpointer.restore_latest(state)
+        try:
+            if not resume:
+                raise JaxpruneError(
+                    f"{checkpoint_dir} already holds a checkpoint; pass --resume to continue it or use a new "
+                    "--output-dir"
+                )
+            state, meta = checkpointer.restore_latest(state)
+        except BaseException:
+            checkpointer.close()  # its background threads would outlive a refused run
+            raise
         epoch, next_batch, resumed_from = int(meta["epoch"]), int(meta["batch"]), int(state.step)
 
     teacher_params = teacher[0] if teacher is not None and teacher_logits is None else None
@@ -95,7 +100,10 @@ def fit(
 
     def save() -> None:
         if checkpointer is not None:
-            checkpointer.save(int(state.step), state, {"epoch": epoch, "batch": next_batch})
+            # The data position follows from the step alone: a Ctrl-C between a step and the
+            # loop's bookkeeping below it cannot record a position out of step with the state.
+            done_epochs, done_batches = divmod(int(state.step), steps_per_epoch)
+            checkpointer.save(int(state.step), state, {"epoch": done_epochs, "batch": done_batches})
 
     history_arrays: list[dict[str, Any]] = []
     bar = tqdm(total=total_steps, initial=int(state.step), desc=description, unit="step", dynamic_ncols=True)

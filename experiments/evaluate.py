@@ -1,0 +1,149 @@
+"""Evaluate a saved classifier on a MahaNews-format CSV.
+
+    python experiments/evaluate.py --model runs/s0.5-kd-topk-fp32/compacted \\
+        --data-file ../shared/data/mahanews-shc/SHC_Valid.csv --output eval.json
+
+The model is any jaxprune or Hugging Face BERT classifier folder (dense,
+pruned or compacted) with its tokenizer; the CSV's labels are mapped by the
+model's label names. Writes accuracy, macro-F1 and per-class F1 to --output
+(default: eval_<model>_<csv>.json here) and prints a summary. Bad input ends
+with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+from jaxprune.errors import JaxpruneError  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, like every other input error
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="classifier folder (config.json, model.safetensors, tokenizer)")
+    p.add_argument("--data-file", required=True, help="CSV with a Text/text and a Label/labels column")
+    p.add_argument("--output", default=None, help="JSON file to write (default: eval_<model>_<csv>.json)")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--max-length", type=_positive, default=None,
+                   help="tokens per text (truncation); default: 128, or the model's position limit if lower")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
+    return p.parse_args(argv)
+
+
+def _default_output(model: str, data_file: str) -> str:
+    model_name = Path(model.rstrip("/\\")).name or "model"
+    return f"eval_{model_name}_{Path(data_file).stem}.json"
+
+
+def _check_output(path: Path) -> None:
+    """Fail before the work when the JSON cannot be written."""
+    from jaxprune.experiment import prepare_output_dir
+
+    if path.is_dir():
+        raise JaxpruneError(f"--output {path} is a folder; pass a file name such as {path / 'eval.json'}")
+    prepare_output_dir(str(path.parent))
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise JaxpruneError(f"cannot write {path} ({err.strerror}); pass a writable --output") from None
+
+
+def evaluate_folder(args: argparse.Namespace) -> dict:
+    """Load the model and data, predict every row, and return the report dict."""
+    from jaxprune.batching import encode_split
+    from jaxprune.config import BertConfig
+    from jaxprune.data import load_csv
+    from jaxprune.experiment import check_precision, evaluate
+    from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder
+    from jaxprune.timing import device_description
+
+    dtype = {"fp32": "float32", "bf16": "bfloat16"}[args.precision]
+    check_precision(dtype)
+    folder = resolve_folder(args.model)
+    label_names = checkpoint_labels(folder)
+    if label_names is None:
+        raise JaxpruneError(
+            f"{folder} is not a trained classifier (no classifier weights or only placeholder labels "
+            f"LABEL_0...); pass a folder saved by experiments/run.py or a fine-tuned classifier"
+        )
+    positions = BertConfig.load(folder).max_position_embeddings
+    max_length = args.max_length or min(128, positions)
+    if max_length > positions:
+        raise JaxpruneError(f"max length {max_length} exceeds the model's {positions} position "
+                            f"embeddings; pass --max-length {positions} or less")
+    dataset, info = load_csv(args.data_file, label_names=label_names)
+    for message in info.messages:
+        print(f"data: {message}", flush=True)
+    tokenizer = load_tokenizer(folder)
+    params, model_config = from_pretrained(folder)
+    encoded = encode_split(dataset, tokenizer, max_length, smallest_bucket=32)
+    started = time.perf_counter()
+    report = evaluate(params, model_config, encoded, args.batch_size, dtype, "evaluate")
+    return {
+        "model": args.model,
+        "model_folder": folder,
+        "data_file": str(Path(args.data_file).resolve()),
+        "n": len(encoded),
+        "dropped_header_rows": info.dropped_header_rows,
+        "dropped_empty_rows": info.dropped_empty_rows,
+        "dropped_rows": info.dropped_header_rows + info.dropped_empty_rows,
+        "accuracy": report["accuracy"],
+        "macro_f1": report["macro_f1"],
+        "per_class_f1": report["per_class_f1"],
+        "label_names": list(model_config.label_names),
+        "precision": dtype,
+        "max_length": max_length,
+        "batch_size": args.batch_size,
+        "seconds": time.perf_counter() - started,
+        "device": device_description(),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    output = Path(args.output or _default_output(args.model, args.data_file))
+    try:
+        _check_output(output)
+        results = evaluate_folder(args)
+        _write_json(output, results)
+    except JaxpruneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    print(f"{results['model']} on {results['data_file']} ({results['n']} examples, "
+          f"{results['dropped_rows']} rows dropped)")
+    print(f"accuracy {results['accuracy']:.4f}, macro-F1 {results['macro_f1']:.4f} ({results['device']})")
+    print(f"results: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,295 @@
+"""The command-line entry points on bad input: exit status 2, one ``error:`` line, nothing left behind.
+
+Each bad input runs ``experiments/run.py`` or ``experiments/evaluate.py`` in a
+subprocess, as a user would, and must fail before any training starts. One
+good ``evaluate.py`` run checks its JSON against an in-process evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune.bert import init_params
+from jaxprune.config import BertConfig
+from jaxprune.errors import JaxpruneError
+from jaxprune.loading import save_pretrained
+
+REPO = Path(__file__).resolve().parents[1]
+RUN = REPO / "experiments" / "run.py"
+EVALUATE = REPO / "experiments" / "evaluate.py"
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+LABELS = ("Business", "Politics", "Sports")
+ROWS = [
+    ("शेअर बाजाराने नवा विक्रम केला", "Business"), ("बँकेने आज मोठी घोषणा केली", "Business"),
+    ("मुख्यमंत्र्यांनी नवा विक्रम केला", "Politics"), ("आमदारांनी आज मोठी घोषणा केली", "Politics"),
+    ("क्रिकेट संघाने नवा विक्रम केला", "Sports"), ("धावपटूने आज मोठी घोषणा केली", "Sports"),
+]  # fmt: skip
+
+
+def _write_csv(path: Path, header, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def _save_model(folder: Path, minilm_folder: str, label_names: tuple[str, ...]) -> Path:
+    config = BertConfig(
+        vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=64, label_names=label_names,
+    )
+    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(Path(minilm_folder) / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, minilm_folder) -> dict[str, Path]:
+    """Good and bad models and data, shared by the tests (none of them is modified)."""
+    root = tmp_path_factory.mktemp("cli-inputs")
+    paths = {
+        "classifier": _save_model(root / "classifier", minilm_folder, LABELS),
+        "encoder": _save_model(root / "encoder", minilm_folder, ("LABEL_0", "LABEL_1", "LABEL_2")),
+        "good_csv": _write_csv(root / "good" / "SHC_Valid.csv", ["Text", "Label"], ROWS * 2),
+        "bad_columns": _write_csv(root / "bad_columns" / "SHC_Valid.csv", ["headline", "topic"], ROWS),
+        "empty": _write_csv(root / "empty" / "SHC_Valid.csv", ["Text", "Label"],
+                            [("Text", "Label"), ("", "Sports"), ("   ", "Politics")]),
+        "unknown_label": _write_csv(root / "unknown_label" / "SHC_Valid.csv", ["Text", "Label"],
+                                    ROWS + [("नवी मालिका सुरू", "Manoranjan")]),
+        "a_file": root / "file.txt",
+    }
+    paths["a_file"].write_text("not a folder\n")
+    latin1 = root / "latin1" / "SHC_Valid.csv"
+    latin1.parent.mkdir()
+    latin1.write_bytes("Text,Label\ncafé crème au marché,Business\n".encode("latin-1"))
+    paths["latin1"] = latin1
+
+    no_config = root / "no_config"
+    shutil.copytree(paths["encoder"], no_config)
+    (no_config / "config.json").unlink()
+    paths["no_config"] = no_config
+    no_weights = root / "no_weights"
+    shutil.copytree(paths["encoder"], no_weights)
+    (no_weights / "model.safetensors").unlink()
+    paths["no_weights"] = no_weights
+    no_weights_classifier = root / "no_weights_classifier"
+    shutil.copytree(paths["classifier"], no_weights_classifier)
+    (no_weights_classifier / "model.safetensors").unlink()
+    paths["no_weights_classifier"] = no_weights_classifier
+    return paths
+
+
+def _run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _assert_one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def _assert_nothing_left(folder: Path) -> None:
+    """No results, checkpoints or models: the folder is absent or empty."""
+    assert not folder.exists() or not any(folder.iterdir()), sorted(p.name for p in folder.iterdir())
+
+
+# --- run.py -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag, value, fragment", [
+    ("--sparsity", "1.0", "out of range"), ("--sparsity", "-0.1", "out of range"), ("--sparsity", "abc", "not a number"),
+    ("--learning-rate", "0", "must be positive"), ("--seed", "-1", "must be 0 or more"),
+])  # fmt: skip
+def test_run_rejects_bad_flags(tmp_path, inputs, flag, value, fragment):
+    out = tmp_path / "out"
+    result = _run(RUN, [flag, value, "--data-dir", str(inputs["good_csv"].parent), "--output-dir", str(out)], tmp_path)
+    _assert_one_error_line(result, flag, fragment)
+    assert not out.exists()
+
+
+RUN_CASES = {
+    # name: (model key or None, data: key or a missing path, expected fragments)
+    "missing data folder": ("encoder", "missing", ("does not exist",)),
+    "csv without the columns": ("encoder", "bad_columns", ("expected a text column",)),
+    "non-utf8 csv": ("encoder", "latin1", ("not UTF-8",)),
+    "empty after cleaning": ("encoder", "empty", ("no examples",)),
+    "model without config": ("no_config", "good_csv", ("no config.json",)),
+    "model without weights": ("no_weights", "good_csv", ("no model.safetensors",)),
+    "classifier without weights": ("no_weights_classifier", "good_csv", ("no model.safetensors",)),
+    "label the model lacks": ("classifier", "unknown_label", ("unknown label 'Manoranjan'",)),
+    "missing model folder": ("missing", "good_csv", ("does not exist",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RUN_CASES))
+def test_run_rejects_bad_input_before_training(tmp_path, inputs, case):
+    model_key, data_key, fragments = RUN_CASES[case]
+    model = tmp_path / "no-such-model" if model_key == "missing" else inputs[model_key]
+    data = tmp_path / "no-such-data" if data_key == "missing" else inputs[data_key].parent
+    out, teachers = tmp_path / "out", tmp_path / "teachers"
+    result = _run(RUN, ["--model", str(model), "--data-dir", str(data), "--output-dir", str(out),
+                        "--teacher-cache", str(teachers), "--epochs", "1", "--teacher-epochs", "1",
+                        "--batch-size", "4", "--max-length", "32", "--sparsity", "0.5", "--distill"], tmp_path)
+    _assert_one_error_line(result, *fragments)
+    _assert_nothing_left(out)
+    _assert_nothing_left(teachers)
+
+
+def test_run_rejects_a_max_length_beyond_the_position_table(tmp_path, inputs):
+    out = tmp_path / "out"
+    result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
+                        "--output-dir", str(out), "--max-length", "100"], tmp_path)  # the model has 64 positions
+    _assert_one_error_line(result, "max length 100", "--max-length 64")
+    _assert_nothing_left(out)
+
+
+def test_run_rejects_an_output_folder_it_cannot_write(tmp_path, inputs):
+    out = inputs["a_file"] / "out"  # a path under a regular file: not creatable even as root
+    result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
+                        "--output-dir", str(out), "--teacher-cache", str(tmp_path / "teachers")], tmp_path)
+    _assert_one_error_line(result, "cannot write to output folder", "--output-dir")
+    _assert_nothing_left(tmp_path / "teachers")
+
+
+# --- evaluate.py ----------------------------------------------------------------------------------
+
+
+EVALUATE_CASES = {
+    "missing data file": ("classifier", "missing", ("does not exist",)),
+    "csv without the columns": ("classifier", "bad_columns", ("expected a text column",)),
+    "non-utf8 csv": ("classifier", "latin1", ("not UTF-8",)),
+    "empty after cleaning": ("classifier", "empty", ("no examples",)),
+    "label the model lacks": ("classifier", "unknown_label", ("unknown label 'Manoranjan'",)),
+    "model without config": ("no_config", "good_csv", ("no config.json",)),
+    "model without weights": ("no_weights_classifier", "good_csv", ("not a trained classifier",)),
+    "model without a trained head": ("encoder", "good_csv", ("not a trained classifier",)),
+    "missing model folder": ("missing", "good_csv", ("does not exist",)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVALUATE_CASES))
+def test_evaluate_rejects_bad_input(tmp_path, inputs, case):
+    model_key, data_key, fragments = EVALUATE_CASES[case]
+    model = tmp_path / "no-such-model" if model_key == "missing" else inputs[model_key]
+    data = tmp_path / "no-such.csv" if data_key == "missing" else inputs[data_key]
+    out = tmp_path / "out"
+    result = _run(EVALUATE, ["--model", str(model), "--data-file", str(data), "--output", str(out / "eval.json")],
+                  tmp_path)
+    _assert_one_error_line(result, *fragments)
+    _assert_nothing_left(out)
+
+
+def test_evaluate_rejects_a_max_length_beyond_the_position_table(tmp_path, inputs):
+    result = _run(EVALUATE, ["--model", str(inputs["classifier"]), "--data-file", str(inputs["good_csv"]),
+                             "--output", str(tmp_path / "eval.json"), "--max-length", "100"], tmp_path)
+    _assert_one_error_line(result, "max length 100", "--max-length 64")
+    assert not (tmp_path / "eval.json").exists()
+
+
+def test_evaluate_rejects_an_output_it_cannot_write(tmp_path, inputs):
+    output = inputs["a_file"] / "out" / "eval.json"
+    result = _run(EVALUATE, ["--model", str(inputs["classifier"]), "--data-file", str(inputs["good_csv"]),
+                             "--output", str(output)], tmp_path)
+    _assert_one_error_line(result, "cannot write")
+
+
+def test_evaluate_writes_the_metrics_of_the_model(tmp_path, inputs):
+    from jaxprune.batching import encode_split
+    from jaxprune.data import load_csv
+    from jaxprune.loading import from_pretrained, load_tokenizer
+    from jaxprune.train import predict_logits
+
+    # Two rows the loader drops: a stray header line and an empty text.
+    data = _write_csv(tmp_path / "test.csv", ["text", "label"], ROWS + [("text", "label"), ("", "Sports")])
+    output = tmp_path / "reports" / "eval.json"
+    result = _run(EVALUATE, ["--model", str(inputs["classifier"]), "--data-file", str(data), "--output", str(output),
+                             "--batch-size", "4", "--max-length", "32"], tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(output.read_text(encoding="utf-8"))
+    for key in ("accuracy", "macro_f1", "per_class_f1", "n", "dropped_header_rows", "dropped_empty_rows",
+                "model", "data_file", "device"):
+        assert key in report
+    assert report["n"] == len(ROWS) and report["dropped_header_rows"] == 1 and report["dropped_empty_rows"] == 1
+    assert report["dropped_rows"] == 2
+    assert sorted(report["per_class_f1"]) == sorted(LABELS)
+    assert f"accuracy {report['accuracy']:.4f}" in result.stdout
+
+    dataset, _ = load_csv(data, label_names=LABELS)
+    params, config = from_pretrained(inputs["classifier"])
+    encoded = encode_split(dataset, load_tokenizer(inputs["classifier"]), 32, smallest_bucket=32)
+    predictions = predict_logits(params, config, encoded, 4).argmax(-1)
+    assert report["accuracy"] == pytest.approx(float(np.mean(predictions == np.asarray(dataset["label"]))))
+
+
+# --- precision ------------------------------------------------------------------------------------
+
+
+def _reject_bfloat16(monkeypatch):
+    real_ones = jnp.ones
+
+    def ones(shape, dtype=None, *args, **kwargs):
+        if dtype is not None and jnp.dtype(dtype) == jnp.bfloat16:
+            raise RuntimeError("bfloat16 is not supported by this backend")
+        return real_ones(shape, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(jnp, "ones", ones)
+
+
+def test_check_precision_explains_an_unsupported_dtype(monkeypatch):
+    from jaxprune.experiment import check_precision
+
+    check_precision("float32")
+    check_precision("bfloat16")  # the CPU backend computes in bfloat16
+    _reject_bfloat16(monkeypatch)
+    check_precision("float32")
+    with pytest.raises(JaxpruneError, match=r"bfloat16 compute is not available on \w+ .*--precision fp32"):
+        check_precision("bfloat16")
+
+
+def _load_script(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, capsys, inputs):
+    _reject_bfloat16(monkeypatch)
+    out = tmp_path / "out"
+    status = _load_script(RUN).main(["--precision", "bf16", "--model", str(inputs["encoder"]), "--data-dir",
+                                     str(inputs["good_csv"].parent), "--output-dir", str(out)])
+    lines = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: bfloat16 compute is not available")
+    _assert_nothing_left(out)
+
+
+def test_evaluate_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, capsys, inputs):
+    _reject_bfloat16(monkeypatch)
+    output = tmp_path / "eval.json"
+    status = _load_script(EVALUATE).main(["--precision", "bf16", "--model", str(inputs["classifier"]),
+                                          "--data-file", str(inputs["good_csv"]), "--output", str(output)])
+    lines = capsys.readouterr().err.splitlines()
+    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: bfloat16 compute is not available")
+    assert not output.exists()

@@ -1,0 +1,363 @@
+"""The training pipeline on tiny models: end to end, learning, losses, resume, compilation, bf16."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxprune.loop as fit_lib
+from jaxprune import train as train_lib
+from jaxprune.batching import EncodedSplit
+from jaxprune.bert import BertForSequenceClassification, init_params
+from jaxprune.config import BertConfig
+from jaxprune.distill import cross_entropy, distillation_loss
+from jaxprune.errors import JaxpruneError
+from jaxprune.experiment import ExperimentConfig, train_and_evaluate
+from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
+from jaxprune.train import TrainConfig
+
+TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+# Three topics, eight Marathi headlines each: subject x event.
+TOPICS = {
+    "Sports": ("क्रिकेट संघाने", "फुटबॉल सामन्यात", "कुस्तीपटूने", "धावपटूने"),
+    "Politics": ("मुख्यमंत्र्यांनी", "विरोधी पक्षाने", "निवडणूक आयोगाने", "आमदारांनी"),
+    "Business": ("शेअर बाजाराने", "बँकेने", "कंपनीने", "व्यापाऱ्यांनी"),
+}
+EVENTS = ("आज मोठी घोषणा केली", "नवा विक्रम केला")
+REQUIRED_KEYS = (
+    "model", "dataset", "sparsity", "distill", "method", "precision", "params_total", "params_nonzero",
+    "encoder_sparsity", "teacher_accuracy", "accuracy", "macro_f1", "train_seconds", "emissions_kg_co2",
+    "energy_kwh", "config", "params_before_compaction", "params_after_compaction", "compacted_dir", "speedup",
+)  # fmt: skip
+
+
+def tiny_config(vocab_size: int = 30522, labels=("LABEL_0", "LABEL_1", "LABEL_2"), dropout: float = 0.1):
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
+        label_names=tuple(labels),
+    )
+
+
+def encoded_split(input_ids: np.ndarray, labels: np.ndarray, buckets: tuple[int, ...]) -> EncodedSplit:
+    """An EncodedSplit from token ids (N, T) with 0 as padding; each row in the smallest bucket that fits."""
+    input_ids = np.asarray(input_ids, np.int32)
+    attention_mask = (input_ids != 0).astype(np.int32)
+    lengths = attention_mask.sum(1)
+    bucket = np.asarray(buckets, np.int32)[np.searchsorted(np.asarray(buckets), lengths)]
+    return EncodedSplit(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        token_type_ids=np.zeros_like(input_ids),
+        labels=np.asarray(labels, np.int32),
+        bucket=bucket,
+        buckets=buckets,
+    )
+
+
+def keyword_task(n: int, length: int = 8, seed: int = 0) -> EncodedSplit:
+    """Rows ``[keyword, noise...]``; the keyword (token 10, 11 or 12) decides the label.
+
+    The keyword sits where the pooler reads (position 0), so a tiny model learns it in a few steps.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    ids = rng.integers(20, 60, size=(n, length))
+    ids[:, 0] = 10 + labels
+    return encoded_split(ids, labels, (length,))
+
+
+def two_bucket_task(n: int, seed: int = 0) -> EncodedSplit:
+    """Half the rows 8 tokens long, half 16: two batch shapes."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    ids = rng.integers(20, 60, size=(n, 16))
+    ids[: n // 2, 8:] = 0
+    ids[:, 0] = 10 + labels
+    return encoded_split(ids, labels, (8, 16))
+
+
+def leaves_equal(a, b) -> bool:
+    flat_a, tree_a = jax.tree_util.tree_flatten(a)
+    flat_b, tree_b = jax.tree_util.tree_flatten(b)
+    return tree_a == tree_b and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(flat_a, flat_b))
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_model_folder(tmp_path_factory, minilm_folder) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = tiny_config()
+    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(Path(minilm_folder) / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_data_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-data")
+    with open(folder / "SHC_Valid.csv", "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Text", "Label"])
+        for label, subjects in TOPICS.items():
+            writer.writerows((f"{subject} {event}", label) for subject in subjects for event in EVENTS)
+    return folder
+
+
+def _logits(folder: Path, input_ids: np.ndarray) -> np.ndarray:
+    params, config = from_pretrained(folder)
+    mask = (input_ids != 0).astype(np.int32)
+    return np.asarray(BertForSequenceClassification(config).apply({"params": params}, input_ids, mask))
+
+
+def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_dir):
+    config = ExperimentConfig(
+        student=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, sparsity=0.5, distill=True),
+        teacher=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
+        model=str(tiny_model_folder),
+        dataset="mahanews",
+        data_dir=str(tiny_data_dir),
+        max_length=32,
+        output_dir=str(tmp_path / "run"),
+        teacher_cache=str(tmp_path / "teachers"),
+        speed_repeats=2,
+    )
+    returned = train_and_evaluate(config, log=lambda message: None)
+
+    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert results == json.loads(json.dumps(returned))
+    assert not [key for key in REQUIRED_KEYS if key not in results]
+    assert results["sparsity"] == 0.5 and results["distill"] is True and results["method"] == "topk"
+    assert results["precision"] == "float32"
+    assert abs(results["encoder_sparsity"] - 0.5) < 0.1
+    assert 0 < results["params_nonzero"] < results["params_total"]
+    for key in ("teacher_accuracy", "accuracy", "macro_f1"):
+        assert 0.0 <= results[key] <= 1.0
+    assert results["split_sizes"] == {"train": 18, "eval": 6}
+    assert results["train_seconds"] > 0
+    for key in ("emissions_kg_co2", "energy_kwh"):  # None only when CodeCarbon failed, with the reason
+        assert results[key] is None and results["emissions_error"] or results[key] >= 0
+    assert results["params_after_compaction"] < results["params_before_compaction"]
+    assert results["speedup"]["speedup"] > 0 and results["speedup"]["repeats"] == 2
+    assert results["config"]["student"]["sparsity"] == 0.5
+    assert (tmp_path / "teachers").is_dir()
+
+    # The compacted model is smaller and computes what the pruned model computes.
+    compacted, pruned = Path(results["compacted_dir"]), Path(results["pruned_dir"])
+    compact_config = BertConfig.load(compacted)
+    assert not compact_config.is_uniform
+    assert compact_config.label_names == ("Business", "Politics", "Sports")
+    tokenizer = load_tokenizer(compacted)
+    texts = ["क्रिकेट संघाने नवा विक्रम केला", "बँकेने आज मोठी घोषणा केली"]
+    input_ids = tokenizer(texts, padding="max_length", truncation=True, max_length=16, return_tensors="np")["input_ids"]
+    np.testing.assert_allclose(_logits(compacted, input_ids), _logits(pruned, input_ids), atol=1e-5)
+
+    # A finished run is not redone, and not overwritten.
+    assert train_and_evaluate(dataclass_replace(config, resume=True), log=lambda m: None) == results
+    with pytest.raises(JaxpruneError, match="already holds a finished run"):
+        train_and_evaluate(config, log=lambda message: None)
+
+
+def dataclass_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+# --- learning ------------------------------------------------------------------------------------
+
+
+def test_fit_loss_decreases_on_a_learnable_task():
+    model_config = tiny_config(vocab_size=64, dropout=0.0)
+    params = init_params(model_config, jax.random.key(1))
+    train = keyword_task(32)
+    config = TrainConfig(epochs=8, batch_size=8, learning_rate=3e-3, warmup_fraction=0.0)
+    result = fit_lib.fit(params, model_config, config, train)
+
+    losses = np.array([row["loss"] for row in result.history])
+    assert len(losses) == 32 == result.total_steps
+    assert np.all(np.isfinite(losses))
+    assert losses[-4:].mean() < 0.5 * losses[:4].mean()
+    assert np.mean([row["accuracy"] for row in result.history[-4:]]) > 0.9
+
+
+# --- losses --------------------------------------------------------------------------------------
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_distillation_loss_matches_the_formula():
+    student = np.array([[1.0, -0.5, 2.0], [0.3, 0.2, -1.0]], np.float32)
+    teacher = np.array([[2.0, 0.0, -1.0], [-0.4, 1.5, 0.5]], np.float32)
+    temperature = 2.5
+    p_teacher = _softmax(teacher.astype(np.float64) / temperature)
+    p_student = _softmax(student.astype(np.float64) / temperature)
+    kl = np.sum(p_teacher * np.log(p_teacher / p_student), axis=-1)
+
+    got = distillation_loss(jnp.asarray(student), jnp.asarray(teacher), temperature)
+    np.testing.assert_allclose(float(got), temperature**2 * kl.mean(), rtol=1e-5)
+    weighted = distillation_loss(jnp.asarray(student), jnp.asarray(teacher), temperature, jnp.array([0.0, 1.0]))
+    np.testing.assert_allclose(float(weighted), temperature**2 * kl[1], rtol=1e-5)
+    assert float(distillation_loss(jnp.asarray(teacher), jnp.asarray(teacher), temperature)) == pytest.approx(0, abs=1e-6)
+    assert got.dtype == jnp.float32
+    # bfloat16 logits are upcast: the loss stays float32.
+    assert distillation_loss(jnp.asarray(student, jnp.bfloat16), jnp.asarray(teacher), temperature).dtype == jnp.float32
+
+
+def test_cross_entropy_ignores_weight_zero_rows():
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [5.0, -5.0, 0.0]], np.float32)
+    labels = np.array([0, 2, 1])
+    by_hand = -np.log(_softmax(logits.astype(np.float64))[np.arange(3), labels])
+    weight = jnp.array([1.0, 1.0, 0.0])
+
+    got = cross_entropy(jnp.asarray(logits), jnp.asarray(labels), weight)
+    np.testing.assert_allclose(float(got), by_hand[:2].mean(), rtol=1e-6)
+    np.testing.assert_allclose(float(cross_entropy(jnp.asarray(logits), jnp.asarray(labels))), by_hand.mean(), rtol=1e-6)
+    changed = logits.copy()
+    changed[2] = [-9.0, 9.0, 0.0]
+    assert float(cross_entropy(jnp.asarray(changed), jnp.asarray([0, 2, 0]), weight)) == float(got)
+
+
+# --- checkpoints and resume ----------------------------------------------------------------------
+
+
+def _resume_setup():
+    model_config = tiny_config(vocab_size=64)
+    params = init_params(model_config, jax.random.key(2))
+    train = keyword_task(24, seed=3)  # 3 batches of 8 per epoch
+    teacher_logits = np.random.default_rng(4).normal(size=(24, 3)).astype(np.float32)
+    config = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, sparsity=0.5, distill=True,
+                         prune_warmup_fraction=0.0, prune_cooldown_fraction=0.0)
+    return params, model_config, config, train, teacher_logits
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
+    params, model_config, config, train, teacher_logits = _resume_setup()
+    common = dict(teacher_logits=teacher_logits, fingerprint="run-a")
+    full = fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits)
+
+    folder = str(tmp_path / "checkpoints")
+    first = fit_lib.fit(params, model_config, config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
+    assert int(first.state.step) == 4 and len(first.history) == 4  # stopped mid-epoch 2
+    second = fit_lib.fit(params, model_config, config, train, checkpoint_dir=folder, resume=True, **common)
+
+    assert second.resumed_from_step == 4 and int(second.state.step) == full.total_steps == 6
+    assert leaves_equal(second.state.params, full.state.params)
+    assert leaves_equal(second.state.scores, full.state.scores)
+    assert leaves_equal(second.state.weight_opt_state, full.state.weight_opt_state)
+    assert leaves_equal(second.state.score_opt_state, full.state.score_opt_state)
+    assert first.history + second.history == full.history
+    # Pruning and distillation were really on.
+    assert full.history[-1]["keep_fraction"] < 0.6 and full.history[-1]["kd"] > 0
+    assert not leaves_equal(full.state.params, params)
+
+
+def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
+    params, model_config, config, train, teacher_logits = _resume_setup()
+    folder = str(tmp_path / "checkpoints")
+    fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fingerprint="run-a", stop_after_steps=0)  # a checkpoint of the initial state, nothing compiled
+
+    with pytest.raises(JaxpruneError, match="other settings"):
+        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+            fingerprint="run-b", resume=True)
+    with pytest.raises(JaxpruneError, match="--resume"):
+        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+            fingerprint="run-a")
+
+
+def test_experiment_fingerprint_ignores_where_and_whether_it_resumes():
+    base = ExperimentConfig(output_dir="a")
+    assert base.fingerprint() == dataclass_replace(base, output_dir="b", resume=True).fingerprint()
+    assert base.fingerprint() != dataclass_replace(base, student=TrainConfig(sparsity=0.5)).fingerprint()
+
+
+# --- schedule and compilation --------------------------------------------------------------------
+
+
+def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape(monkeypatch):
+    traces = []
+    real_train_step = train_lib.train_step
+
+    def counting_train_step(state, batch, *args, **kwargs):
+        traces.append(batch["input_ids"].shape)  # runs only while jit traces
+        return real_train_step(state, batch, *args, **kwargs)
+
+    monkeypatch.setattr(train_lib, "train_step", counting_train_step)
+    step_fns = []
+    real_make_train_step = fit_lib.make_train_step
+
+    def keeping_make_train_step(*args, **kwargs):
+        step_fns.append(real_make_train_step(*args, **kwargs))
+        return step_fns[-1]
+
+    monkeypatch.setattr(fit_lib, "make_train_step", keeping_make_train_step)
+    model_config = tiny_config(vocab_size=64)
+    train = two_bucket_task(32)  # 16 rows of each length: 2 batches of 8 per bucket
+    config = TrainConfig(epochs=3, batch_size=8, sparsity=0.75, prune_warmup_fraction=0.25,
+                         prune_cooldown_fraction=0.25)
+    result = fit_lib.fit(init_params(model_config, jax.random.key(0)), model_config, config, train)
+
+    total = result.total_steps
+    assert total == 12
+    assert sorted(traces) == [(8, 8), (8, 16)]  # one trace per batch shape, none per step
+    if hasattr(step_fns[0], "_cache_size"):  # jax's own count of compiled versions
+        assert step_fns[0]._cache_size() == 2
+    keep = np.array([row["keep_fraction"] for row in result.history])
+    t_i, t_f = int(0.25 * total), int(0.25 * total)
+    progress = np.clip((np.arange(total) - t_i) / (total - t_i - t_f), 0, 1)
+    np.testing.assert_allclose(keep, 0.25 + 0.75 * (1 - progress) ** 3, rtol=1e-6)
+    assert keep[0] == 1.0 and keep[-1] == pytest.approx(0.25) and len(np.unique(keep)) > 4
+
+
+def _full_batch(train: EncodedSplit) -> dict:
+    from jaxprune.batching import make_batch
+
+    batch = make_batch(train, np.arange(len(train)), len(train))
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels", "weight")}
+
+
+# --- precision -----------------------------------------------------------------------------------
+
+
+def test_bfloat16_step_keeps_float32_state():
+    model_config = tiny_config(vocab_size=64)
+    train = keyword_task(8)
+    config = TrainConfig(epochs=4, batch_size=8, sparsity=0.5, distill=True, compute_dtype="bfloat16",
+                         prune_warmup_fraction=0.0, prune_cooldown_fraction=0.0)
+    params = init_params(model_config, jax.random.key(0))
+    weight_tx, score_tx = train_lib.make_optimizers(config, 4)
+    pruning = train_lib.make_pruning(params, model_config, config, 4)
+    state = train_lib.create_train_state(params, config, weight_tx, score_tx, pruning)
+    step_fn = train_lib.make_train_step(model_config, config, pruning, weight_tx, score_tx)
+    batch = dict(_full_batch(train), teacher_logits=jnp.zeros((8, 3), jnp.bfloat16))
+    for _ in range(2):  # the first step's learning rate is 0 (warm-up)
+        state, metrics = step_fn(state, batch)
+
+    assert int(state.step) == 2
+    for tree in (state.params, state.scores, state.weight_opt_state, state.score_opt_state):
+        floats = [leaf.dtype for leaf in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.floating)]
+        assert floats and set(floats) == {jnp.dtype(jnp.float32)}
+    for name, value in metrics.items():
+        assert value.dtype == jnp.float32, name
+        assert np.isfinite(float(value)), name
+    assert not leaves_equal(state.params, params)

@@ -1,0 +1,108 @@
+"""jaxprune.timing on a tiny BERT: sane fields, no speed assertions."""
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxprune.bert import init_params
+from jaxprune.compact import compact
+from jaxprune.config import BertConfig
+from jaxprune.errors import JaxpruneError
+from jaxprune.timing import (
+    TimingResult,
+    compare_inference,
+    compiled_forward,
+    device_description,
+    summarize,
+    time_forward,
+    time_side_by_side,
+    versions,
+)
+
+TINY = BertConfig(
+    vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24,
+    max_position_embeddings=32, label_names=("a", "b", "c"),
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+    return init_params(TINY, jax.random.key(0))
+
+
+def check_result(result: TimingResult, batch_size: int, seq_length: int, repeats: int, dtype: str):
+    assert 0 < result.min_s <= result.median_s <= result.max_s
+    assert result.repeats == repeats == len(result.times_s)
+    assert result.median_s == pytest.approx(float(np.median(result.times_s)))
+    assert result.sequences_per_s == pytest.approx(batch_size / result.median_s)
+    assert (result.batch_size, result.seq_length, result.dtype) == (batch_size, seq_length, dtype)
+    assert result.compile_s > 0
+    assert result.device == device_description()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_time_forward_fields(tiny_params, dtype):
+    result = time_forward(tiny_params, TINY, batch_size=3, seq_length=8, dtype=dtype, repeats=4, warmup=1)
+    check_result(result, 3, 8, 4, jnp.dtype(dtype).name)
+    as_dict = json.loads(json.dumps(result.to_dict()))
+    assert as_dict["times_s"] == list(result.times_s)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.median_s = 0.0
+
+
+def test_compiled_forward_returns_logits(tiny_params):
+    run, compile_s = compiled_forward(tiny_params, TINY, 2, 5)
+    logits = run()
+    assert logits.shape == (2, TINY.num_labels) and logits.dtype == jnp.float32
+    assert compile_s > 0
+
+
+def test_compare_inference_with_compacted_model(tiny_params):
+    # Zero heads 1-3 of layer 0 (value columns and output rows) and half the
+    # neurons of layer 1, then compact: a genuinely smaller per-layer model.
+    params = jax.tree.map(np.array, tiny_params)
+    d = TINY.head_dim
+    layer0, layer1 = params["encoder"]["layer_0"], params["encoder"]["layer_1"]
+    layer0["attention"]["output"]["kernel"][d:, :] = 0.0
+    layer1["output"]["kernel"][12:, :] = 0.0
+    small_params, small_config, _ = compact(params, TINY)
+    assert small_config.heads_per_layer == (1, 4) and small_config.intermediate_sizes == (24, 12)
+
+    out = compare_inference((tiny_params, TINY), (small_params, small_config),
+                            batch_size=2, seq_length=8, dtype=jnp.float32, repeats=3, warmup=1)
+    json.dumps(out)
+    assert out["speedup"] == pytest.approx(out["dense_median_s"] / out["compacted_median_s"])
+    assert out["dense_median_s"] == out["dense"]["median_s"] > 0
+    assert out["compacted_median_s"] == out["compacted"]["median_s"] > 0
+    for name in ("dense", "compacted"):
+        assert out[name]["min_s"] <= out[name]["median_s"] <= out[name]["max_s"]
+        assert len(out[name]["times_s"]) == 3
+    assert (out["batch_size"], out["seq_length"], out["dtype"], out["repeats"]) == (2, 8, "float32", 3)
+    assert out["device"] == device_description()
+
+
+def test_side_by_side_alternates():
+    order = []
+    times = time_side_by_side({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                              repeats=2, warmup=1)
+    assert order == ["a", "b"] * 3
+    assert [len(t) for t in times.values()] == [2, 2]
+    stats = summarize([3.0, 1.0, 2.0], batch_size=4)
+    assert (stats["median_s"], stats["min_s"], stats["max_s"], stats["sequences_per_s"]) == (2.0, 1.0, 3.0, 2.0)
+
+
+def test_bad_arguments(tiny_params):
+    with pytest.raises(JaxpruneError):
+        time_forward(tiny_params, TINY, batch_size=1, seq_length=8, repeats=0)
+    with pytest.raises(JaxpruneError):
+        time_forward(tiny_params, TINY, batch_size=1, seq_length=TINY.max_position_embeddings + 1)
+
+
+def test_versions_and_device():
+    info = versions()
+    assert info["jax"] == jax.__version__ and info["python"].count(".") == 2
+    assert device_description().startswith(jax.devices()[0].platform)
