@@ -11,7 +11,8 @@ weights; plus Adam on the scores when masked) on the same batch:
 Steps are compiled ahead of time (compilation excluded), warmed up, then run
 round-robin (dense, masked, ..., dense, masked, ...) so machine drift hits all
 variants alike. The median step time of each masked variant is divided by the
-dense median. Results go to ``benchmarks/results/mask_overhead_<device>.json``.
+dense median (and, less sensitive to drift, the median of the per-round
+ratios is reported too). Results go to ``benchmarks/results/mask_overhead_<device>.json``.
 
     python benchmarks/mask_overhead.py                  # BERT-base shape, batch 8 x 64 tokens
     python benchmarks/mask_overhead.py --batch-size 32 --seq-length 128 --repeats 10
@@ -23,6 +24,7 @@ import argparse
 import datetime
 import functools
 import json
+import os
 import pathlib
 import statistics
 import time
@@ -139,6 +141,7 @@ def main() -> None:
         print(f"{name}: compiled in {info[name]['compile_s']:.1f}s, "
               f"{info[name]['scored_blocks']} scored blocks", flush=True)
 
+    load_before = os.getloadavg()
     times: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(args.repeats):
         for name in names:
@@ -151,13 +154,25 @@ def main() -> None:
     results: dict[str, Any] = {}
     for name in names:
         median = statistics.median(times[name])
-        results[name] = {**info[name], "median_s": median, "ratio_to_dense": median / dense, "times_s": times[name]}
-        print(f"{name:>14}: median {median * 1e3:8.1f} ms/step  ratio {median / dense:.3f}")
+        # Each round times every variant back to back, so the per-round ratio cancels slow drift.
+        paired = statistics.median(t / d for t, d in zip(times[name], times["dense"]))
+        results[name] = {
+            **info[name],
+            "median_s": median,
+            "min_s": min(times[name]),
+            "ratio_to_dense": median / dense,
+            "paired_ratio_median": paired,
+            "times_s": times[name],
+        }
+        print(f"{name:>14}: median {median * 1e3:8.1f} ms/step  ratio {median / dense:.3f}  "
+              f"(median of per-round ratios {paired:.3f})")
 
     out = {
         "benchmark": "mask_overhead",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": device_description(),
+        # Other processes on the machine add noise; the 1-minute load average shows how much.
+        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
         "versions": versions(),
         "command": "python benchmarks/mask_overhead.py " + " ".join(
             f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if v is not None

@@ -23,7 +23,7 @@ from jaxprune.errors import JaxpruneError  # noqa: E402
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
 # finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.
 PRESETS = {
-    "demo": dict(teacher_epochs=8, epochs=8, batch_size=16, max_length=64, learning_rate=1e-4,
+    "demo": dict(teacher_epochs=8, epochs=3, batch_size=16, max_length=64, learning_rate=1e-4,
                  teacher_learning_rate=2e-4, dataset="offline", model=None),
     "paper": dict(teacher_epochs=0, epochs=3, batch_size=32, max_length=128, learning_rate=3e-5,
                   teacher_learning_rate=3e-5, dataset="mahanews", model="l3cube-pune/marathi-topic-all-doc-v2"),

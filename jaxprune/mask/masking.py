@@ -104,8 +104,8 @@ def _round_count(fraction: Array, total: int) -> Array:
 
 def _rank_order(keys: Array) -> Array:
     """Indices sorting ``keys`` (1-D) descending; ties keep the lower index first."""
-    # Adding 0.0 turns -0.0 into +0.0 so that equal scores of either sign tie.
-    return jnp.argsort(-keys + 0.0, stable=True)
+    # A stable ascending sort of the negated keys (JAX's sort compares -0.0 == 0.0).
+    return jnp.argsort(-keys, stable=True)
 
 
 def _scatter_back(order: Array, kept_sorted: Array) -> Array:

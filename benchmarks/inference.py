@@ -1,0 +1,413 @@
+"""Latency and throughput of jitted BERT inference: dense vs compacted, JAX vs PyTorch.
+
+For every cell (model, batch size, length, dtype) all variants are compiled
+first and then timed alternately, round after round (see
+``jaxprune.timing.time_side_by_side``), so the ratios in one cell are measured
+side by side:
+
+* ``jax/dense`` and ``jax/sNN``: the jaxprune Flax BERT, dense, and compacted
+  to encoder sparsity NN% by keeping a uniform fraction ``1 - NN/100`` of the
+  attention heads and of the FFN neurons in every layer (12 heads -> 9/6/3;
+  MahaBERT FFN 3072 -> 2304/1536/768; MiniLM 1536 -> 1152/768/384). Head and
+  neuron parameters scale with the number kept, so the encoder's parameter
+  count falls by NN% up to LayerNorm and output biases; the exact fraction is
+  in the results. The compacted params are slices of the dense ones (what
+  ``jaxprune.compact.compact`` returns for a model whose other heads/neurons
+  were pruned); the weights are random (speed does not depend on them).
+* ``torch_eager/...``: transformers' ``BertForSequenceClassification`` with
+  the same weights and shapes (compacted layers get narrower ``nn.Linear``
+  modules), ``eval()`` + ``torch.inference_mode()``, default (SDPA) attention.
+* ``torch_compile/...``: the same under ``torch.compile`` (failures recorded).
+
+Random token ids, no padding. Results go to
+``benchmarks/results/inference_<device>_<date>.{json,md}``.
+
+Usage (see benchmarks/README.md): ``python benchmarks/inference.py`` runs the
+device default grid (the full grid on GPU, a ~10 minute grid on CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SPARSITIES = (0.25, 0.5, 0.75)
+GPU_BATCH_SIZES, GPU_LENGTHS = (1, 32, 128), (128, 512)
+# (model, batch size, length, dtypes, try torch.compile): about 10 minutes on 2 CPU cores.
+CPU_CELLS = (
+    ("minilm", 1, 128, ("float32", "bfloat16"), False),
+    ("minilm", 32, 128, ("float32", "bfloat16"), True),
+    ("minilm", 8, 512, ("float32",), False),
+    ("mahabert", 1, 128, ("float32", "bfloat16"), False),
+    ("mahabert", 32, 128, ("float32",), False),
+)
+QUICK_CELLS = (("minilm", 1, 128, ("float32",), False), ("minilm", 4, 128, ("float32",), False))
+# PyTorch's CPU bfloat16 kernels are far slower than float32 here (no AVX512-BF16):
+# on CPU the bf16 peer runs only up to this many tokens per batch.
+CPU_TORCH_BF16_MAX_TOKENS = 1024
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", choices=("minilm", "mahabert"))
+    parser.add_argument("--batch-sizes", nargs="+", type=int)
+    parser.add_argument("--lengths", nargs="+", type=int)
+    parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"))
+    parser.add_argument("--sparsities", nargs="+", type=float, help="encoder sparsities, e.g. 0.25 0.5 0.75")
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 20 on GPU, 3 on CPU)")
+    parser.add_argument("--warmup", type=int, help="untimed rounds after compiling (default 3 on GPU, 1 on CPU)")
+    parser.add_argument("--torch", choices=("on", "off"), default="on", help="run the PyTorch peer")
+    parser.add_argument("--torch-compile", choices=("auto", "dense", "all", "off"), default="auto",
+                        help="torch.compile variants; auto = dense on GPU, the marked CPU cell on CPU")
+    parser.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke grid (MiniLM, fp32, 50%%)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.xla_flags:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    # JAX must not grab most of the GPU: the PyTorch peer shares it.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    import jax
+
+    on_gpu = jax.devices()[0].platform != "cpu"
+    cells = grid(args, on_gpu)
+    sparsities = tuple(args.sparsities or ((0.5,) if args.quick else SPARSITIES))
+    repeats = args.repeats or (2 if args.quick else 20 if on_gpu else 3)
+    warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
+    torch = import_torch() if args.torch == "on" else None
+    started = time.time()
+    load_before = os.getloadavg()
+    rows, notes = [], []
+    if args.torch == "on" and torch is None:
+        notes.append("torch is not installed: PyTorch peer skipped")
+    models = {}
+    for model_name, batch_size, length, dtypes, compile_cell in cells:
+        if model_name not in models:
+            models[model_name] = Model(model_name, sparsities, torch, notes)
+        compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
+        for dtype in dtypes:
+            print(f"[inference] {model_name} {batch_size}x{length} {dtype}", flush=True)
+            rows += models[model_name].time_cell(
+                batch_size, length, dtype, repeats, warmup, compile_mode, on_gpu, notes
+            )
+    return write_results(args, argv, rows, notes, repeats, warmup, started, load_before)
+
+
+def grid(args: argparse.Namespace, on_gpu: bool) -> list[tuple[str, int, int, tuple[str, ...], bool]]:
+    """The cells to time: explicit flags make a full product, else the device default."""
+    explicit = args.models or args.batch_sizes or args.lengths or args.dtypes
+    if args.quick and not explicit:
+        return list(QUICK_CELLS)
+    if not explicit and not on_gpu:
+        return list(CPU_CELLS)
+    cells = []
+    for model in args.models or ("mahabert", "minilm"):
+        for batch_size in args.batch_sizes or GPU_BATCH_SIZES:
+            for length in args.lengths or GPU_LENGTHS:
+                cells.append((model, batch_size, length, tuple(args.dtypes or ("float32", "bfloat16")), False))
+    return cells
+
+
+def resolve_compile(flag: str, on_gpu: bool, compile_cell: bool) -> str:
+    if flag == "auto":
+        return "dense" if on_gpu or compile_cell else "off"
+    return flag
+
+
+def import_torch():
+    try:
+        import torch
+        import transformers  # noqa: F401
+    except ImportError:
+        return None
+    return torch
+
+
+class Model:
+    """Dense and compacted params of one model, and their PyTorch twins (built on demand)."""
+
+    def __init__(self, name: str, sparsities: tuple[float, ...], torch, notes: list[str]):
+        import jax
+
+        from jaxprune.bert import count_params, init_params
+        from jaxprune.config import mahabert_config, minilm_config
+
+        self.name = name
+        self.config = {"mahabert": mahabert_config, "minilm": minilm_config}[name]()
+        dense = init_params(self.config, jax.random.key(0))
+        self.variants = {"dense": (dense, self.config, 0.0)}
+        for sparsity in sparsities:
+            params, config = keep_uniform(dense, self.config, 1.0 - sparsity)
+            self.variants[f"s{round(100 * sparsity)}"] = (params, config, sparsity)
+        self.encoder_params = {k: count_params(v[0]["encoder"]) for k, v in self.variants.items()}
+        self.torch = torch
+        self.torch_models: dict[tuple[str, str], Any] = {}
+        if torch is not None:
+            self.parity = torch_parity(self, notes)
+
+    def torch_model(self, variant: str, dtype: str):
+        key = (variant, dtype)
+        if key not in self.torch_models:
+            params, config, _ = self.variants[variant]
+            self.torch_models[key] = build_torch_model(self.torch, params, config, dtype)
+        return self.torch_models[key]
+
+    def time_cell(self, batch_size, length, dtype, repeats, warmup, compile_mode, on_gpu, notes):
+        import jax
+        import jax.numpy as jnp
+
+        from jaxprune.timing import compiled_forward, summarize, time_side_by_side
+
+        runs, compile_s, compile_errors = {}, {}, {}
+        for variant, (params, config, _) in self.variants.items():
+            runs[f"jax/{variant}"], compile_s[f"jax/{variant}"] = compiled_forward(
+                params, config, batch_size, length, jnp.dtype(dtype)
+            )
+        torch_eager = self.torch is not None
+        tokens = batch_size * length
+        if torch_eager and dtype == "bfloat16" and not on_gpu and tokens > CPU_TORCH_BF16_MAX_TOKENS:
+            torch_eager = False
+            notes.append(f"{self.name} {batch_size}x{length} bfloat16: PyTorch peer skipped on CPU "
+                         f"(more than {CPU_TORCH_BF16_MAX_TOKENS} tokens; its CPU bf16 kernels are very slow)")
+        if torch_eager:
+            ids = jax.random.randint(jax.random.key(0), (batch_size, length), 0, self.config.vocab_size)
+            for variant in self.variants:
+                model = self.torch_model(variant, dtype)
+                runs[f"torch_eager/{variant}"] = torch_runner(self.torch, model, ids, on_gpu)
+                if compile_mode == "all" or (compile_mode == "dense" and variant == "dense"):
+                    name = f"torch_compile/{variant}"
+                    start = time.perf_counter()
+                    try:
+                        run = torch_runner(self.torch, self.torch.compile(model), ids, on_gpu)
+                        run()
+                        runs[name] = run
+                        compile_s[name] = time.perf_counter() - start
+                    except Exception as err:  # noqa: BLE001 - any compile failure is a result
+                        compile_errors[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+        times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
+        rows = []
+        dense_median = summarize(times["jax/dense"], batch_size)["median_s"]
+        for variant, (_, config, sparsity) in self.variants.items():
+            jax_stats = summarize(times[f"jax/{variant}"], batch_size)
+            row = {
+                "model": self.name, "batch_size": batch_size, "seq_length": length, "dtype": dtype,
+                "variant": variant, "sparsity": sparsity,
+                "heads_per_layer": config.layer_heads(0), "intermediate_size": config.layer_intermediate(0),
+                "encoder_params": self.encoder_params[variant],
+                "encoder_fraction_kept": self.encoder_params[variant] / self.encoder_params["dense"],
+                "jax": jax_stats, "jax_compile_s": compile_s[f"jax/{variant}"],
+                "jax_speedup_vs_dense": dense_median / jax_stats["median_s"],
+                "jax_times_s": times[f"jax/{variant}"],
+            }
+            for kind in ("torch_eager", "torch_compile"):
+                name = f"{kind}/{variant}"
+                row[kind] = summarize(times[name], batch_size) if name in times else None
+                if name in compile_errors:
+                    row[f"{kind}_error"] = compile_errors[name]
+                if name in compile_s:
+                    row[f"{kind}_compile_s"] = compile_s[name]
+            if row["torch_eager"]:
+                row["jax_speedup_vs_torch_eager"] = row["torch_eager"]["median_s"] / jax_stats["median_s"]
+            if row["torch_compile"]:
+                row["jax_speedup_vs_torch_compile"] = row["torch_compile"]["median_s"] / jax_stats["median_s"]
+            rows.append(row)
+        return rows
+
+
+def keep_uniform(params: dict, config, keep: float):
+    """Slice every layer to its first ``round(keep * n)`` heads and FFN neurons."""
+    import jax
+    import numpy as np
+
+    heads = round(keep * config.num_attention_heads)
+    neurons = round(keep * config.intermediate_size)
+    width = heads * config.head_dim
+    encoder = {}
+    for layer_name, layer in params["encoder"].items():
+        attention = layer["attention"]
+        cols = lambda p: {"kernel": p["kernel"][:, :width], "bias": p["bias"][:width]}  # noqa: E731
+        encoder[layer_name] = {
+            "attention": {
+                "query": cols(attention["query"]), "key": cols(attention["key"]),
+                "value": cols(attention["value"]),
+                "output": {"kernel": attention["output"]["kernel"][:width], "bias": attention["output"]["bias"]},
+                "LayerNorm": attention["LayerNorm"],
+            },
+            "intermediate": {"kernel": layer["intermediate"]["kernel"][:, :neurons],
+                             "bias": layer["intermediate"]["bias"][:neurons]},
+            "output": {"kernel": layer["output"]["kernel"][:neurons], "bias": layer["output"]["bias"]},
+            "output_LayerNorm": layer["output_LayerNorm"],
+        }
+    encoder = jax.tree.map(lambda a: jax.device_put(np.asarray(a)), encoder)
+    new_config = config.replace(
+        heads_per_layer=(heads,) * config.num_hidden_layers,
+        intermediate_sizes=(neurons,) * config.num_hidden_layers,
+    )
+    return {**params, "encoder": encoder}, new_config
+
+
+def build_torch_model(torch, params: dict, config, dtype: str):
+    """transformers' BertForSequenceClassification with jaxprune's ``params`` and per-layer widths."""
+    import jax
+    import numpy as np
+    import transformers
+
+    from jaxprune.loading import hf_name
+
+    hf_dict = {k: v for k, v in config.to_dict().items() if k not in ("heads_per_layer", "intermediate_sizes")}
+    hf_config = transformers.BertConfig(**hf_dict)
+    with torch.device("meta"):
+        model = transformers.BertForSequenceClassification(hf_config)
+    hidden = config.hidden_size
+    for i, layer in enumerate(model.bert.encoder.layer):
+        # transformers reshapes with view(..., -1, head_dim), so narrower projections just work.
+        width, neurons = config.layer_heads(i) * config.head_dim, config.layer_intermediate(i)
+        with torch.device("meta"):
+            for name in ("query", "key", "value"):
+                setattr(layer.attention.self, name, torch.nn.Linear(hidden, width))
+            layer.attention.output.dense = torch.nn.Linear(width, hidden)
+            layer.intermediate.dense = torch.nn.Linear(hidden, neurons)
+            layer.output.dense = torch.nn.Linear(neurons, hidden)
+    state = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        flax_path = "/".join(str(getattr(k, "key", k)) for k in path)
+        value = np.asarray(leaf)
+        value = value.T if flax_path.endswith("kernel") else value
+        state[hf_name(flax_path)] = torch.from_numpy(np.array(value, order="C"))  # a copy: JAX buffers are read-only
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    if unexpected or any(not name.endswith("position_ids") for name in missing):
+        raise RuntimeError(f"torch peer: missing {missing}, unexpected {unexpected}")
+    for name, buffer in list(model.named_buffers()):
+        if buffer.is_meta:  # non-persistent buffers such as position_ids / token_type_ids
+            owner = model.get_submodule(name.rsplit(".", 1)[0])
+            short = name.rsplit(".", 1)[1]
+            owner.register_buffer(short, torch.zeros(buffer.shape, dtype=buffer.dtype)
+                                  if "token_type" in short else torch.arange(buffer.shape[-1]).expand(buffer.shape),
+                                  persistent=False)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return model.eval().to(device=device, dtype=getattr(torch, dtype))
+
+
+def torch_runner(torch, model, ids, on_gpu: bool):
+    import numpy as np
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    input_ids = torch.from_numpy(np.array(ids)).to(device=device, dtype=torch.long)
+    attention_mask = torch.ones_like(input_ids)
+
+    def run():
+        with torch.inference_mode():
+            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return logits
+
+    return run
+
+
+def torch_parity(model: Model, notes: list[str]) -> dict[str, float]:
+    """Max |logit difference| JAX vs PyTorch (float32, 2x16 tokens) per variant: the peer is the same model."""
+    import jax
+    import numpy as np
+
+    from jaxprune.bert import BertForSequenceClassification
+
+    ids = jax.random.randint(jax.random.key(1), (2, 16), 0, model.config.vocab_size)
+    out = {}
+    for variant, (params, config, _) in model.variants.items():
+        jax_logits = np.asarray(BertForSequenceClassification(config).apply({"params": params}, ids))
+        torch_logits = torch_runner(model.torch, model.torch_model(variant, "float32"), ids, False)()
+        out[variant] = float(np.max(np.abs(jax_logits - torch_logits.float().cpu().numpy())))
+    notes.append(f"{model.name}: max |JAX - PyTorch| fp32 logits per variant {out}")
+    return out
+
+
+def write_results(args, argv, rows, notes, repeats, warmup, started, load_before) -> dict[str, Any]:
+    import jax
+
+    from jaxprune.timing import device_description, device_slug, versions
+
+    date = datetime.date.today().isoformat()
+    torch = import_torch()
+    payload = {
+        "benchmark": "inference",
+        "date": date,
+        "command": ("python benchmarks/inference.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+        "device": device_description(),
+        "jax_backend": jax.default_backend(),
+        "versions": versions(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "torch_threads": torch.get_num_threads() if torch else None,
+        "repeats": repeats,
+        "warmup": warmup,
+        "wall_s": time.time() - started,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "notes": notes,
+        "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"inference_{device_slug()}_{date}{'_quick' if args.quick else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    stem.with_suffix(".md").write_text(markdown(payload))
+    print(markdown(payload))
+    print(f"wrote {stem}.json and .md")
+    return payload
+
+
+def _ms(stats: dict | None) -> str:
+    return "-" if not stats else f"{1000 * stats['median_s']:.1f}"
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    lines = [
+        f"# Inference benchmark, {payload['date']}",
+        "",
+        f"- device: {payload['device']}",
+        f"- command: `{payload['command']}`",
+        f"- versions: {payload['versions']}",
+        f"- repeats {payload['repeats']} (median shown), warmup {payload['warmup']}, "
+        f"XLA_FLAGS `{payload['xla_flags']}`, torch threads {payload['torch_threads']}",
+        f"- load average before/after: {payload['load_average_before'][0]:.1f} / "
+        f"{payload['load_average_after'][0]:.1f}; wall {payload['wall_s']:.0f} s",
+        "",
+        "Variant sNN: NN% encoder sparsity as a uniform per-layer keep of heads and FFN neurons. "
+        "Times are median ms per batch; speedups are ratios of medians measured side by side.",
+        "",
+        "| model | batch x len | dtype | variant | heads/FFN | enc. kept | jax ms | jax seq/s | "
+        "vs jax dense | torch eager ms | torch compile ms | jax vs torch eager |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in payload["rows"]:
+        compiled = _ms(row["torch_compile"]) if row["torch_compile"] else (
+            "failed" if "torch_compile_error" in row else "-")
+        lines.append(
+            f"| {row['model']} | {row['batch_size']}x{row['seq_length']} | {row['dtype']} | {row['variant']} | "
+            f"{row['heads_per_layer']}/{row['intermediate_size']} | {100 * row['encoder_fraction_kept']:.1f}% | "
+            f"{_ms(row['jax'])} | {row['jax']['sequences_per_s']:.1f} | {_x(row['jax_speedup_vs_dense'])} | "
+            f"{_ms(row['torch_eager'])} | {compiled} | {_x(row.get('jax_speedup_vs_torch_eager'))} |"
+        )
+    if payload["notes"]:
+        lines += ["", "Notes:", ""] + [f"- {note}" for note in payload["notes"]]
+    errors = {r["torch_compile_error"] for r in payload["rows"] if "torch_compile_error" in r}
+    lines += [f"- torch.compile failed: {e}" for e in sorted(errors)]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

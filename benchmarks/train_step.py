@@ -1,0 +1,221 @@
+"""Samples/s of the dense and the masked BERT train step, fp32 and bf16, side by side.
+
+A minimal jitted train step, the shape of jaxprune's own:
+
+* dense: forward (dropout on), softmax cross-entropy, ``optax.adamw`` update
+  of the params;
+* masked: the same forward on ``jaxprune.mask.apply_masks(params, scores,
+  keep_fraction, layout)`` (heads and FFN neurons scored, local top-k at keep
+  0.5), gradients for params and scores, ``adamw`` for the params and
+  ``adam`` for the scores.
+
+The state is donated; every variant is compiled first, then the variants are
+timed alternately round after round. On a GPU of a known kind the model FLOPs
+utilisation is reported: ``(6 * non-embedding params * tokens + 12 * layers *
+batch * length^2 * hidden) / step time / datasheet peak`` (the dense model's
+FLOPs also for the masked step: masking removes no compute). ``null`` on CPU.
+
+Results go to ``benchmarks/results/train_step_<device>_<date>.{json,md}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=("minilm", "mahabert"),
+                        help="default: mahabert on GPU, minilm on CPU")
+    parser.add_argument("--batch-size", type=int, help="default: 32 on GPU, 8 on CPU")
+    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
+    parser.add_argument("--keep-fraction", type=float, default=0.5, help="masked step: heads/neurons kept")
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 20 on GPU, 5 on CPU)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser.parse_args(argv)
+
+
+class TrainState(NamedTuple):
+    params: Any
+    scores: Any
+    opt_state: Any
+    score_opt_state: Any
+    step: Any
+
+
+def train_step(state: TrainState, batch: dict, *, model, optimizer, score_optimizer, layout, keep_fraction,
+               dropout_key) -> tuple[TrainState, dict]:
+    """One step; ``layout is None`` gives the dense step (no scores)."""
+    import jax
+    import optax
+
+    from jaxprune.mask import apply_masks
+
+    def loss_fn(params, scores):
+        if layout is not None:
+            params = apply_masks(params, scores, keep_fraction, layout)
+        logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
+                             deterministic=False, rngs={"dropout": jax.random.fold_in(dropout_key, state.step)})
+        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
+
+    loss, (param_grads, score_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1))(state.params, state.scores)
+    updates, opt_state = optimizer.update(param_grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    scores, score_opt_state = state.scores, state.score_opt_state
+    if layout is not None:
+        score_updates, score_opt_state = score_optimizer.update(score_grads, state.score_opt_state, scores)
+        scores = optax.apply_updates(scores, score_updates)
+    return TrainState(params, scores, opt_state, score_opt_state, state.step + 1), {"loss": loss}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.xla_flags:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from jaxprune.bert import BertForSequenceClassification, count_params, init_params
+    from jaxprune.bert_rules import bert_rules
+    from jaxprune.config import mahabert_config, minilm_config
+    from jaxprune.mask import build_layout, init_scores
+    from jaxprune.timing import (device_description, device_slug, peak_flops_per_s, summarize,
+                                 time_side_by_side, versions)
+
+    on_gpu = jax.devices()[0].platform != "cpu"
+    model_name = args.model or ("mahabert" if on_gpu and not args.quick else "minilm")
+    batch_size = args.batch_size or (2 if args.quick else 32 if on_gpu else 8)
+    length = 32 if args.quick else args.length
+    repeats = args.repeats or (2 if args.quick else 20 if on_gpu else 5)
+    warmup = 1 if args.quick else args.warmup
+    config = {"mahabert": mahabert_config, "minilm": minilm_config}[model_name]()
+    if args.quick:
+        config = config.replace(num_hidden_layers=2)
+
+    keys = dict(zip(("params", "data", "dropout"), jax.random.split(jax.random.key(0), 3)))
+    params = init_params(config, keys["params"])
+    ids_key, label_key = jax.random.split(keys["data"])
+    batch = {
+        "input_ids": jax.random.randint(ids_key, (batch_size, length), 0, config.vocab_size),
+        "attention_mask": jnp.ones((batch_size, length), jnp.int32),
+        "labels": jax.random.randint(label_key, (batch_size,), 0, config.num_labels),
+    }
+    layout = build_layout(params, bert_rules(config))
+    optimizer = optax.adamw(2e-5, weight_decay=0.01)
+    score_optimizer = optax.adam(1e-2)
+
+    runs, compile_s = {}, {}
+    for dtype in args.dtypes:
+        model = BertForSequenceClassification(config, dtype=jnp.dtype(dtype))
+        for variant in ("dense", "masked"):
+            masked = variant == "masked"
+            step = jax.jit(
+                functools.partial(train_step, model=model, optimizer=optimizer, score_optimizer=score_optimizer,
+                                  layout=layout if masked else None, keep_fraction=args.keep_fraction,
+                                  dropout_key=keys["dropout"]),
+                donate_argnums=0,
+            )
+            state_params = jax.tree.map(jnp.copy, params)
+            scores = init_scores(layout) if masked else {}
+            state = TrainState(state_params, scores, optimizer.init(state_params),
+                               score_optimizer.init(scores) if masked else (), jnp.zeros((), jnp.int32))
+            start = time.perf_counter()
+            compiled = step.lower(state, batch).compile()
+            compile_s[f"{dtype}/{variant}"] = time.perf_counter() - start
+            runs[f"{dtype}/{variant}"] = _runner(compiled, state, batch)
+            print(f"[train_step] compiled {dtype}/{variant} in {compile_s[f'{dtype}/{variant}']:.1f} s", flush=True)
+
+    started, load_before = time.time(), os.getloadavg()
+    times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
+    non_embedding = count_params(params) - count_params(params["embeddings"])
+    tokens = batch_size * length
+    flops = 6 * non_embedding * tokens + 12 * config.num_hidden_layers * batch_size * length**2 * config.hidden_size
+    rows = []
+    for name, seconds in times.items():
+        dtype, variant = name.split("/")
+        stats = summarize(seconds, batch_size)
+        peak = peak_flops_per_s(dtype)
+        rows.append({
+            "dtype": dtype, "variant": variant, "step": stats, "samples_per_s": stats["sequences_per_s"],
+            "tokens_per_s": tokens / stats["median_s"], "compile_s": compile_s[name], "times_s": seconds,
+            "model_flops_per_step": flops,
+            "mfu": None if peak is None else flops / stats["median_s"] / peak,
+            "slowdown_vs_dense": stats["median_s"] / summarize(times[f"{dtype}/dense"], batch_size)["median_s"],
+        })
+    date = datetime.date.today().isoformat()
+    payload = {
+        "benchmark": "train_step", "date": date,
+        "command": ("python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
+        "device": device_description(), "versions": versions(), "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "model": model_name, "num_hidden_layers": config.num_hidden_layers, "batch_size": batch_size,
+        "seq_length": length, "keep_fraction": args.keep_fraction, "repeats": repeats, "warmup": warmup,
+        "params": count_params(params), "non_embedding_params": non_embedding,
+        "scored_units": {"heads": config.num_attention_heads * config.num_hidden_layers,
+                         "neurons": config.intermediate_size * config.num_hidden_layers},
+        "load_average_before": load_before, "load_average_after": os.getloadavg(),
+        "timed_wall_s": time.time() - started, "rows": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = args.out / f"train_step_{device_slug()}_{date}{'_quick' if args.quick else ''}"
+    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    stem.with_suffix(".md").write_text(markdown(payload))
+    print(markdown(payload))
+    print(f"wrote {stem}.json and .md")
+    return payload
+
+
+def _runner(compiled, state, batch):
+    import jax
+
+    holder = {"state": state}
+
+    def run():
+        holder["state"], metrics = compiled(holder["state"], batch)
+        jax.block_until_ready((holder["state"], metrics))
+
+    return run
+
+
+def markdown(payload: dict[str, Any]) -> str:
+    lines = [
+        f"# Train step benchmark, {payload['date']}",
+        "",
+        f"- device: {payload['device']}",
+        f"- command: `{payload['command']}`",
+        f"- versions: {payload['versions']}",
+        f"- model {payload['model']} ({payload['num_hidden_layers']} layers, {payload['params']:,} params, "
+        f"{payload['non_embedding_params']:,} non-embedding), batch {payload['batch_size']} x "
+        f"{payload['seq_length']}, masked keep {payload['keep_fraction']}",
+        f"- repeats {payload['repeats']} (median shown), warmup {payload['warmup']}; load average before/after "
+        f"{payload['load_average_before'][0]:.1f} / {payload['load_average_after'][0]:.1f}",
+        "",
+        "| dtype | step | ms/step | samples/s | tokens/s | vs dense (time) | MFU | compile s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in payload["rows"]:
+        mfu = "-" if row["mfu"] is None else f"{100 * row['mfu']:.1f}%"
+        lines.append(
+            f"| {row['dtype']} | {row['variant']} | {1000 * row['step']['median_s']:.1f} | "
+            f"{row['samples_per_s']:.2f} | {row['tokens_per_s']:.0f} | {row['slowdown_vs_dense']:.2f}x | {mfu} | "
+            f"{row['compile_s']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
