@@ -12,7 +12,7 @@ side by side:
   neuron parameters scale with the number kept, so the encoder's parameter
   count falls by NN% up to LayerNorm and output biases; the exact fraction is
   in the results. The compacted params are slices of the dense ones (what
-  ``jaxprune.compact.compact`` returns for a model whose other heads/neurons
+  ``jaxprune.compaction.compact`` returns for a model whose other heads/neurons
   were pruned); the weights are random (speed does not depend on them).
 * ``torch_eager/...``: transformers' ``BertForSequenceClassification`` with
   the same weights and shapes (compacted layers get narrower ``nn.Linear``

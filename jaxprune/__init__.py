@@ -12,7 +12,7 @@ Public API (see README.md):
 from jaxprune import mask
 from jaxprune.bert import BertForSequenceClassification, count_params, init_params, param_shapes
 from jaxprune.bert_rules import bert_rules, bert_sparsity_report, surviving_units
-from jaxprune.compact import CompactionReport, compact
+from jaxprune.compaction import CompactionReport, compact
 from jaxprune.config import BertConfig, mahabert_config, minilm_config
 from jaxprune.distill import cross_entropy, distillation_loss
 from jaxprune.errors import JaxpruneError

@@ -5,7 +5,7 @@ This is the only place where :mod:`jaxprune.mask` meets BERT parameter paths
 pooler and classifier never match a rule.
 
 A head or FFN neuron *survives* unless compaction can remove it
-(:mod:`jaxprune.compact` uses the same test):
+(:mod:`jaxprune.compaction` uses the same test):
 
 * head ``h``: its rows of ``attention/output/kernel`` are all zero (dead
   output), or its value-kernel columns are all zero (constant output, folded
@@ -179,7 +179,7 @@ def bert_sparsity_report(config: BertConfig, params: Any, layout: MaskLayout | N
     Keys: ``"layers"`` (per layer: heads and neurons before / kept / removed
     indices), ``"heads_kept"``, ``"neurons_kept"`` (totals),
     ``"params_total"``, ``"params_remaining"`` (non-zero scalars),
-    ``"params_after_compaction"`` (what :func:`jaxprune.compact.compact`
+    ``"params_after_compaction"`` (what :func:`jaxprune.compaction.compact`
     would leave: removed units' parameters subtracted), ``"encoder_zero_fraction"``,
     and ``"leaves"`` / ``"groups"`` from :func:`jaxprune.mask.sparsity_report`.
     """

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from jaxprune.batching import encode_split
 from jaxprune.bert import count_params
 from jaxprune.bert_rules import bert_sparsity_report
-from jaxprune.compact import compact
+from jaxprune.compaction import compact
 from jaxprune.config import BertConfig
 from jaxprune.data import load_mahanews, load_offline_corpus
 from jaxprune.emissions import track_emissions

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune import compact as compact_lib
+import jaxprune.compaction as compact_lib
 from jaxprune.bert import BertForSequenceClassification, activation, count_params, init_params, param_shapes
 from jaxprune.config import BertConfig
 from jaxprune.errors import JaxpruneError

@@ -20,7 +20,7 @@ from jaxprune.bert_rules import (
     surviving_units,
     surviving_units_from_masks,
 )
-from jaxprune.compact import compact
+from jaxprune.compaction import compact
 from jaxprune.config import BertConfig
 from jaxprune.errors import JaxpruneError
 

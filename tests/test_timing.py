@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxprune.bert import init_params
-from jaxprune.compact import compact
+from jaxprune.compaction import compact
 from jaxprune.config import BertConfig
 from jaxprune.errors import JaxpruneError
 from jaxprune.timing import (
