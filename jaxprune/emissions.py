@@ -44,7 +44,7 @@ def track_emissions(country_iso_code: str = "IND", project_name: str = "jaxprune
             country_iso_code=country_iso_code,
             project_name=project_name,
             output_dir=tempfile.gettempdir(),
-            save_to_file=False,
+            output_methods=[],  # no CSV, API or logger output: we record the figures ourselves
             log_level="error",
             measure_power_secs=5,
         )
