@@ -13,39 +13,24 @@ with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cli_args import Parser, whole_number  # noqa: E402
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like every other input error
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="classifier folder (config.json, model.safetensors, tokenizer)")
     p.add_argument("--data-file", required=True, help="CSV with a Text/text and a Label/labels column")
     p.add_argument("--output", default=None, help="JSON file to write (default: eval_<model>_<csv>.json)")
-    p.add_argument("--batch-size", type=_positive, default=32)
-    p.add_argument("--max-length", type=_positive, default=None,
+    p.add_argument("--batch-size", type=whole_number(1), default=32)
+    p.add_argument("--max-length", type=whole_number(1), default=None,
                    help="tokens per text (truncation); default: 128, or the model's position limit if lower")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
     return p.parse_args(argv)
@@ -63,15 +48,6 @@ def _check_output(path: Path) -> None:
     if path.is_dir():
         raise JaxpruneError(f"--output {path} is a folder; pass a file name such as {path / 'eval.json'}")
     prepare_output_dir(str(path.parent))
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise JaxpruneError(f"cannot write {path} ({err.strerror}); pass a writable --output") from None
 
 
 def evaluate_folder(args: argparse.Namespace) -> dict:
@@ -130,8 +106,10 @@ def main(argv=None) -> int:
     output = Path(args.output or _default_output(args.model, args.data_file))
     try:
         _check_output(output)
+        from jaxprune.experiment import write_json
+
         results = evaluate_folder(args)
-        _write_json(output, results)
+        write_json(output, results)
     except JaxpruneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -11,13 +11,14 @@ prints a summary. Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cli_args import Parser, positive_number, whole_number  # noqa: E402
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
@@ -32,11 +33,6 @@ PRESETS = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, like every other input error
-        self.exit(2, f"error: {message} (see --help)\n")
-
-
 def _sparsity(text: str) -> float:
     try:
         value = float(text)
@@ -47,38 +43,8 @@ def _sparsity(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
-
-
-def _learning_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. 1e-4") from None
-    if not value > 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"{value} must be positive; pass e.g. 1e-4")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
-    p = _Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sparsity", type=_sparsity, default=0.25, help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
     p.add_argument("--method", choices=("topk", "soft"), default="topk", help="movement pruning variant")
@@ -93,12 +59,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="BERT folder or hub id (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
     p.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"), help="MahaNews variant")
-    p.add_argument("--epochs", type=_positive, default=None, help="student epochs")
-    p.add_argument("--teacher-epochs", type=_positive, default=None, help="epochs to fine-tune a head-less teacher")
-    p.add_argument("--batch-size", type=_positive, default=None)
-    p.add_argument("--max-length", type=_positive, default=None, help="tokens per text (truncation)")
-    p.add_argument("--learning-rate", type=_learning_rate, default=None)
-    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--epochs", type=whole_number(1), default=None, help="student epochs")
+    p.add_argument("--teacher-epochs", type=whole_number(1), default=None, help="epochs to fine-tune a head-less teacher")
+    p.add_argument("--batch-size", type=whole_number(1), default=None)
+    p.add_argument("--max-length", type=whole_number(1), default=None, help="tokens per text (truncation)")
+    p.add_argument("--learning-rate", type=positive_number, default=None)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--output-dir", default=None, help="default: runs/<settings>")
     p.add_argument("--teacher-cache", default=None, help="where fine-tuned teachers are kept (default: runs/teachers)")
     p.add_argument("--teacher-in-step", action="store_true",

@@ -169,7 +169,7 @@ def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    p = run_cli._Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = run_cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default=None)
     p.add_argument("--output-dir", default="results/table1")

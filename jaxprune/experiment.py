@@ -111,11 +111,15 @@ def prepare_output_dir(folder: str) -> Path:
     return path
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Atomic: a reader (or --resume) never sees a half-written file."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
-    os.replace(tmp, path)
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    """Write ``data`` as JSON atomically: a reader (or --resume) never sees a half-written file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:
+        raise JaxpruneError(f"cannot write {path} ({err.strerror}); choose a writable location") from None
 
 
 def _json_default(value: Any) -> Any:
@@ -304,7 +308,7 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         "final_loss": result.history[-1]["loss"] if result.history else None,
         "config": dataclasses.asdict(config),
     }
-    _write_json(results_path, results)
+    write_json(results_path, results)
     return results
 
 

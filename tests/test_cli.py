@@ -120,7 +120,7 @@ def _assert_nothing_left(folder: Path) -> None:
 
 @pytest.mark.parametrize("flag, value, fragment", [
     ("--sparsity", "1.0", "out of range"), ("--sparsity", "-0.1", "out of range"), ("--sparsity", "abc", "not a number"),
-    ("--learning-rate", "0", "must be positive"), ("--seed", "-1", "must be 0 or more"),
+    ("--learning-rate", "0", "must be positive"), ("--seed", "-1", "must be at least 0"),
 ])  # fmt: skip
 def test_run_rejects_bad_flags(tmp_path, inputs, flag, value, fragment):
     out = tmp_path / "out"
