@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import sys
 import time
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows += models[model_name].time_cell(
                 batch_size, length, dtype, repeats, warmup, compile_mode, on_gpu, notes
             )
-    return write_results(args, argv, rows, notes, repeats, warmup, started, load_before)
+    return write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
 
 
 def grid(args: argparse.Namespace, on_gpu: bool) -> list[tuple[str, int, int, tuple[str, ...], bool]]:
@@ -333,10 +332,10 @@ def torch_parity(model: Model, notes: list[str]) -> dict[str, float]:
     return out
 
 
-def write_results(args, argv, rows, notes, repeats, warmup, started, load_before) -> dict[str, Any]:
+def write_report(args, argv, rows, notes, repeats, warmup, started, load_before) -> dict[str, Any]:
     import jax
 
-    from jaxprune.timing import device_description, device_slug, versions
+    from jaxprune.timing import device_description, device_slug, versions, write_results
 
     date = datetime.date.today().isoformat()
     torch = import_torch()
@@ -357,12 +356,8 @@ def write_results(args, argv, rows, notes, repeats, warmup, started, load_before
         "notes": notes,
         "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"inference_{device_slug()}_{date}{'_quick' if args.quick else ''}"
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1))
-    stem.with_suffix(".md").write_text(markdown(payload))
-    print(markdown(payload))
-    print(f"wrote {stem}.json and .md")
+    write_results(args.out, f"inference_{device_slug()}_{date}{'_quick' if args.quick else ''}", payload,
+                  markdown(payload))
     return payload
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
-import json
 import os
 import sys
 import time
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxprune.config import mahabert_config, minilm_config
     from jaxprune.mask import build_layout, init_scores
     from jaxprune.timing import (device_description, device_slug, peak_flops_per_s, summarize,
-                                 time_side_by_side, versions)
+                                 time_side_by_side, versions, write_results)
 
     on_gpu = jax.devices()[0].platform != "cpu"
     model_name = args.model or ("mahabert" if on_gpu and not args.quick else "minilm")
@@ -170,12 +169,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
         "timed_wall_s": time.time() - started, "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / f"train_step_{device_slug()}_{date}{'_quick' if args.quick else ''}"
-    stem.with_suffix(".json").write_text(json.dumps(payload, indent=1))
-    stem.with_suffix(".md").write_text(markdown(payload))
-    print(markdown(payload))
-    print(f"wrote {stem}.json and .md")
+    write_results(args.out, f"train_step_{device_slug()}_{date}{'_quick' if args.quick else ''}", payload,
+                  markdown(payload))
     return payload
 
 

@@ -151,9 +151,11 @@ def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: 
     return classification_report(logits.argmax(-1), encoded.labels, model_config.label_names)
 
 
-def prepare_teacher(config: ExperimentConfig, folder: str, label_names, encoded_train, data_info, log) -> tuple:
+def prepare_teacher(
+    config: ExperimentConfig, folder: str, is_classifier: bool, label_names, encoded_train, data_info, log
+) -> tuple:
     """A ready classifier as is; otherwise fine-tune one, save it, and reuse it on later runs."""
-    if checkpoint_labels(folder) is not None:
+    if is_classifier:
         params, model_config = from_pretrained(folder)
         log(f"teacher: {folder} is already a classifier for {model_config.num_labels} labels")
         return params, model_config, {"source": folder, "fine_tuned": False}
@@ -220,8 +222,8 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     if config.max_length > positions:
         raise JaxpruneError(f"max length {config.max_length} exceeds the model's {positions} position "
                             f"embeddings; pass --max-length {positions} or less")
-    label_names = checkpoint_labels(folder)
-    splits, data_info = load_data(config, label_names)
+    model_labels = checkpoint_labels(folder)  # None: no trained head (e.g. MiniLM)
+    splits, data_info = load_data(config, model_labels)
     for message in data_info.messages:
         log(f"data: {message}")
     label_names = data_info.label_names
@@ -231,7 +233,7 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     encoded_eval = encode_split(splits["eval"], tokenizer, config.max_length, smallest_bucket=32)
 
     teacher_params, teacher_config, teacher_info = prepare_teacher(
-        config, folder, label_names, encoded_train, data_info, log)
+        config, folder, model_labels is not None, label_names, encoded_train, data_info, log)
     if teacher_config.label_names != tuple(label_names):
         raise JaxpruneError(
             f"the model's labels {list(teacher_config.label_names)} differ from the data's {list(label_names)}; "

@@ -102,16 +102,21 @@ def fit(
         if checkpointer is not None:
             # The data position follows from the step alone: a Ctrl-C between a step and the
             # loop's bookkeeping below it cannot record a position out of step with the state.
-            done_epochs, done_batches = divmod(int(state.step), steps_per_epoch)
-            checkpointer.save(int(state.step), state, {"epoch": done_epochs, "batch": done_batches})
+            # (Saving reads the arrays anyway, so reading state.step here costs no extra sync.)
+            saved_step = int(state.step)
+            done_epochs, done_batches = divmod(saved_step, steps_per_epoch)
+            checkpointer.save(saved_step, state, {"epoch": done_epochs, "batch": done_batches})
 
+    # The step count lives on the host too: reading state.step would block every step on the
+    # device and stop the next batch from being prepared while this one computes.
+    step = int(state.step)
     history_arrays: list[dict[str, Any]] = []
-    bar = tqdm(total=total_steps, initial=int(state.step), desc=description, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total_steps, initial=step, desc=description, unit="step", dynamic_ncols=True)
     try:
         while epoch < config.epochs:
             plan = epoch_plan(train, config.batch_size, seed=config.seed, epoch=epoch)
             while next_batch < len(plan):
-                if stop_after_steps is not None and int(state.step) >= stop_after_steps:
+                if stop_after_steps is not None and step >= stop_after_steps:
                     save()
                     return FitResult(state, pruning, total_steps, _to_host(history_arrays), resumed_from)
                 batch = make_batch(train, plan[next_batch], config.batch_size)
@@ -122,12 +127,12 @@ def fit(
                     state, metrics = step_fn(state, inputs, teacher_params)
                 else:
                     state, metrics = step_fn(state, inputs)
-                next_batch += 1
+                step, next_batch = step + 1, next_batch + 1
                 history_arrays.append(metrics)
                 bar.update(1)
                 if len(history_arrays) % 10 == 0:
                     bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
-                if checkpointer is not None and int(state.step) % checkpoint_every == 0:
+                if checkpointer is not None and step % checkpoint_every == 0:
                     save()
             epoch, next_batch = epoch + 1, 0
         save()

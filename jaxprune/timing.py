@@ -101,6 +101,21 @@ def device_slug(device: jax.Device | None = None) -> str:
     return slug or device.platform
 
 
+def write_results(folder: os.PathLike | str, stem: str, payload: Mapping[str, Any], markdown: str) -> str:
+    """Write ``<folder>/<stem>.json`` and ``.md`` for a benchmark run, print the table; return the stem path."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    base = path / stem
+    base.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    base.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    print(f"wrote {base}.json and .md")
+    return str(base)
+
+
 def peak_flops_per_s(dtype: Any, device: jax.Device | None = None) -> float | None:
     """Datasheet dense peak FLOP/s of ``device`` for ``dtype``; ``None`` when unknown (e.g. CPU)."""
     device = device or jax.devices()[0]
