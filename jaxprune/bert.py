@@ -81,6 +81,76 @@ class BertEmbeddings(nn.Module):
         return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
+# On CPU, one head's float32 scores for a block of queries are kept within this
+# many bytes (half the 512 KiB L2 cache per core of the machine it was measured
+# on): larger blocks ran 2-4x slower at length 384-512 whatever the batch
+# (``python benchmarks/attention.py``; results in benchmarks/README.md).
+CPU_HEAD_SCORE_BYTES = 256 * 1024
+
+
+def default_query_block(key_length: int) -> int | None:
+    """The query block ``attend`` uses by default: None (all queries) off CPU."""
+    if jax.default_backend() != "cpu":
+        return None
+    return max(8, CPU_HEAD_SCORE_BYTES // (4 * key_length))
+
+
+def attend(
+    query: Array,
+    key: Array,
+    value: Array,
+    key_mask: Array,
+    dropout: Callable[[Array], Array] | None = None,
+    query_block: int | None = None,
+) -> Array:
+    """Softmax attention over heads-major arrays.
+
+    query, key, value: (B, N, T, D) in the compute dtype, the query already
+    scaled by 1/sqrt(D); key_mask: (B, T) bool, False for padding. Returns
+    (B, N, T, D) in the compute dtype. Logits and the softmax are float32.
+
+    Queries are attended in equal blocks of at most ``query_block`` (a
+    ``lax.map``; the last block is padded with zero queries whose rows are
+    dropped); None means :func:`default_query_block` (all queries at once up
+    to length 256 on CPU, and everywhere else).
+    ``dropout``, when given, drops unnormalised attention weights (the same as
+    dropping probabilities) and attends all queries at once.
+    """
+    batch, heads, length, head_dim = query.shape
+    padding_bias = jnp.where(key_mask, 0.0, jnp.finfo(jnp.float32).min)[:, None, None, :]
+    if query_block is None:
+        query_block = default_query_block(key.shape[2]) or length
+    if query_block < 1:
+        raise JaxpruneError(f"query_block must be a positive number of queries, got {query_block}")
+    if dropout is not None or query_block >= length:
+        return _softmax_attention(query, key, value, padding_bias, dropout)
+    num_blocks = -(-length // query_block)
+    block = -(-length // num_blocks)  # equal blocks, as little padding as possible
+    padded = jnp.pad(query, ((0, 0), (0, 0), (0, num_blocks * block - length), (0, 0)))
+    blocks = padded.reshape(batch, heads, num_blocks, block, head_dim).transpose(2, 0, 1, 3, 4)
+    context = jax.lax.map(lambda q: _softmax_attention(q, key, value, padding_bias, None), blocks)
+    context = context.transpose(1, 2, 0, 3, 4).reshape(batch, heads, num_blocks * block, head_dim)
+    return context[:, :, :length]
+
+
+def _softmax_attention(
+    query: Array, key: Array, value: Array, padding_bias: Array, dropout: Callable[[Array], Array] | None
+) -> Array:
+    # The softmax is normalised after the value product: one division per output
+    # element instead of one per score.
+    logits = jnp.einsum("bnqd,bnkd->bnqk", query, key, preferred_element_type=jnp.float32)
+    logits = logits + padding_bias
+    peak = jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
+    weights = jnp.exp(logits - peak)
+    total = weights.sum(axis=-1, keepdims=True)
+    if dropout is not None:
+        weights = dropout(weights)
+    context = jnp.einsum(
+        "bnqk,bnkd->bnqd", weights.astype(value.dtype), value, preferred_element_type=jnp.float32
+    )
+    return (context / total).astype(value.dtype)
+
+
 class BertSelfAttention(nn.Module):
     """Multi-head self-attention, its output projection and the post-LayerNorm."""
 
@@ -93,37 +163,29 @@ class BertSelfAttention(nn.Module):
         """x: (B, T, H) compute dtype; attention_mask: (B, T), 1 = token, 0 = padding."""
         cfg = self.config
         batch, length, _ = x.shape
-        width = self.num_heads * cfg.head_dim
-        heads = lambda t: t.reshape(batch, length, self.num_heads, cfg.head_dim)  # noqa: E731
-        q = heads(_dense(width, self.dtype, "query")(x))
-        k = heads(_dense(width, self.dtype, "key")(x))
-        v = heads(_dense(width, self.dtype, "value")(x))
+        heads, head_dim = self.num_heads, cfg.head_dim
+        width = heads * head_dim
 
-        use_dropout = not deterministic and cfg.attention_probs_dropout_prob > 0
-        if self.num_heads == 0:
+        def project(name: str, scale: float = 1.0) -> Array:  # (B, T, H) -> (B, N, T, D)
+            projected = _dense(width, self.dtype, name)(x)
+            if scale != 1.0:  # on the (T x D) queries, not on the (T x T) scores
+                projected = projected * jnp.asarray(scale, projected.dtype)
+            return projected.reshape(batch, length, heads, head_dim).transpose(0, 2, 1, 3)
+
+        query, key, value = project("query", head_dim**-0.5), project("key"), project("value")
+        if heads == 0:
             context = jnp.zeros((batch, length, 0), self.dtype)
-        elif use_dropout:
-            context = self._attend_with_dropout(q, k, v, attention_mask)
         else:
-            keep = attention_mask.astype(bool)[:, None, None, :]  # (B, 1, 1, T) over keys
-            context = jax.nn.dot_product_attention(q, k, v, mask=keep).reshape(batch, length, width)
+            dropout = None
+            if not deterministic and cfg.attention_probs_dropout_prob > 0:
+                drop = nn.Dropout(cfg.attention_probs_dropout_prob)
+                dropout = lambda w: drop(w, deterministic=False)  # noqa: E731
+            context = attend(query, key, value, attention_mask.astype(bool), dropout)
+            context = context.transpose(0, 2, 1, 3).reshape(batch, length, width)
 
         out = _dense(cfg.hidden_size, self.dtype, "output")(context)
         out = nn.Dropout(cfg.hidden_dropout_prob)(out, deterministic=deterministic)
         return _layer_norm(cfg, self.dtype, "LayerNorm")(out + x)
-
-    def _attend_with_dropout(self, q: Array, k: Array, v: Array, attention_mask: Array) -> Array:
-        # jax.nn.dot_product_attention has no dropout on the probabilities, so
-        # training with attention dropout spells the attention out.
-        cfg = self.config
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32)
-        logits = logits / jnp.sqrt(jnp.float32(cfg.head_dim))
-        big_negative = jnp.finfo(jnp.float32).min
-        logits = jnp.where(attention_mask.astype(bool)[:, None, None, :], logits, big_negative)
-        probs = jax.nn.softmax(logits, axis=-1)
-        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=False)
-        context = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(self.dtype), v)
-        return context.reshape(q.shape[0], q.shape[1], -1)
 
 
 class BertLayer(nn.Module):
