@@ -16,7 +16,7 @@ sets the query block the model uses on CPU (on GPUs it attends all queries at
 once); the table names the variant the model would use. Results go
 to ``benchmarks/results/attention_<device>_<date>.{json,md}``.
 
-    python benchmarks/attention.py            # ~3 minutes on 2 CPU cores
+    python benchmarks/attention.py            # ~1 minute on 2 CPU cores
     python benchmarks/attention.py --quick    # two small shapes
 """
 
@@ -48,9 +48,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def model_default(block: int | None, length: int) -> str:
-    """The variant name of the query block the model uses at ``length``."""
-    return "attend/all" if block is None or block >= length else f"attend/q{block}"
+def effective_block(block: int | None, length: int) -> int:
+    """The equal block size ``attend`` uses for ``query_block=block`` at ``length``."""
+    if block is None or block >= length:
+        return length
+    num_blocks = -(-length // block)
+    return -(-length // num_blocks)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,7 +90,8 @@ def main(argv: list[str] | None = None) -> dict:
 
         scaled_q = qj * HEAD_DIM**-0.5
         runs["attend/all"] = jax_run(lambda a, b, c: attend(a, b, c, key_mask, query_block=length), scaled_q, kj, vj)
-        for block in BLOCKS:
+        default = effective_block(default_query_block(length), length)
+        for block in sorted({effective_block(b, length) for b in (*BLOCKS, default)}, reverse=True):
             if block < length:
                 runs[f"attend/q{block}"] = jax_run(
                     lambda a, b, c, block=block: attend(a, b, c, key_mask, query_block=block), scaled_q, kj, vj
@@ -110,8 +114,9 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"batch": batch, "heads": heads, "length": length, "head_dim": HEAD_DIM,
                      "times_s": times, "stats": {name: summarize(t, batch) for name, t in times.items()},
                      "best_attend": min((n for n in medians if n.startswith("attend")), key=medians.get),
-                     "model_default": model_default(default_query_block(length), length)})
-    columns = ["attend/all", *(f"attend/q{b}" for b in BLOCKS), "jax.nn.dpa", "torch_sdpa"]
+                     "model_default": "attend/all" if default >= length else f"attend/q{default}"})
+    blocks = sorted({int(n.split("/q")[1]) for row in rows for n in row["stats"] if "/q" in n}, reverse=True)
+    columns = ["attend/all", *(f"attend/q{b}" for b in blocks), "jax.nn.dpa", "torch_sdpa"]
     lines = [
         f"# Attention benchmark, {datetime.date.today().isoformat()}",
         "",
