@@ -1,6 +1,8 @@
 """Shared fixtures: the packaged MiniLM checkpoint and the real Marathi headlines in ../shared."""
 
 import csv
+import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -30,3 +32,19 @@ def marathi_headlines(shared_data_dir) -> list[str]:
     rows.sort(key=lambda r: len(r["Text"]))
     step = max(1, len(rows) // 24)
     return [r["Text"] for r in rows[::step]][:24]
+
+
+@pytest.fixture(scope="session")
+def repo_script():
+    """``repo_script("benchmarks/attention.py")``: a script of the repo (experiments/ and
+    benchmarks/ are not packages) loaded as a module, so tests call its ``main``."""
+
+    def load(path: str | Path):
+        path = REPO / path
+        spec = importlib.util.spec_from_file_location(f"_script_{path.parent.name}_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -84,3 +84,12 @@ def test_blocked_model_matches_whole_model(monkeypatch):
     assert bert.default_query_block(15) == 8
     blocked = model.apply({"params": params}, ids, mask)
     np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), atol=1e-5)
+
+
+def test_attention_benchmark_quick_run(tmp_path, repo_script):
+    attention = repo_script("benchmarks/attention.py")
+    payload = attention.main(["--quick", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)])
+    assert [(row["batch"], row["heads"], row["length"]) for row in payload["rows"]] == [(2, 12, 128), (2, 12, 256)]
+    for row in payload["rows"]:
+        assert {"attend/all", "jax.nn.dpa"} <= set(row["stats"]) and row["model_default"] in row["stats"]
+    assert len(list(tmp_path.glob("attention_cpu_*.json"))) == 1

@@ -8,7 +8,6 @@ good ``evaluate.py`` run checks its JSON against an in-process evaluation.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -268,27 +267,20 @@ def test_check_precision_explains_an_unsupported_dtype(monkeypatch):
         check_precision("bfloat16")
 
 
-def _load_script(path: Path):
-    spec = importlib.util.spec_from_file_location(f"_script_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_run_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, capsys, inputs):
+def test_run_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, capsys, inputs, repo_script):
     _reject_bfloat16(monkeypatch)
     out = tmp_path / "out"
-    status = _load_script(RUN).main(["--precision", "bf16", "--model", str(inputs["encoder"]), "--data-dir",
+    status = repo_script(RUN).main(["--precision", "bf16", "--model", str(inputs["encoder"]), "--data-dir",
                                      str(inputs["good_csv"].parent), "--output-dir", str(out)])
     lines = capsys.readouterr().err.splitlines()
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: bfloat16 compute is not available")
     _assert_nothing_left(out)
 
 
-def test_evaluate_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, capsys, inputs):
+def test_evaluate_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, capsys, inputs, repo_script):
     _reject_bfloat16(monkeypatch)
     output = tmp_path / "eval.json"
-    status = _load_script(EVALUATE).main(["--precision", "bf16", "--model", str(inputs["classifier"]),
+    status = repo_script(EVALUATE).main(["--precision", "bf16", "--model", str(inputs["classifier"]),
                                           "--data-file", str(inputs["good_csv"]), "--output", str(output)])
     lines = capsys.readouterr().err.splitlines()
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: bfloat16 compute is not available")

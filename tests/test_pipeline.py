@@ -126,7 +126,7 @@ def _logits(folder: Path, input_ids: np.ndarray) -> np.ndarray:
     return np.asarray(BertForSequenceClassification(config).apply({"params": params}, input_ids, mask))
 
 
-def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_dir):
+def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_dir, repo_script):
     config = ExperimentConfig(
         student=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, sparsity=0.5, distill=True),
         teacher=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
@@ -167,6 +167,17 @@ def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_di
     texts = ["क्रिकेट संघाने नवा विक्रम केला", "बँकेने आज मोठी घोषणा केली"]
     input_ids = tokenizer(texts, padding="max_length", truncation=True, max_length=16, return_tensors="np")["input_ids"]
     np.testing.assert_allclose(_logits(compacted, input_ids), _logits(pruned, input_ids), atol=1e-5)
+
+    # benchmarks/saved_models.py re-times the finished run: compacted vs its pruned model.
+    saved_models = repo_script("benchmarks/saved_models.py")
+    timed = saved_models.main([str(tmp_path / "run"), str(tmp_path / "not-a-run"), "--batch-size", "2",
+                               "--length", "16", "--repeats", "2", "--out", str(tmp_path / "bench")])
+    (row,) = timed["rows"]
+    assert row["compacted_params"] == results["params_after_compaction"] < row["dense_params"]
+    assert row["speedup"] > 0 and timed["skipped"] == [str(tmp_path / "not-a-run")]
+    assert len(list((tmp_path / "bench").glob("saved_models_cpu_*.md"))) == 1
+    with pytest.raises(SystemExit, match="has a compacted/ folder"):
+        saved_models.main([str(tmp_path / "not-a-run")])
 
     # A finished run is not redone, and not overwritten.
     assert train_and_evaluate(dataclass_replace(config, resume=True), log=lambda m: None) == results
