@@ -101,12 +101,16 @@ def main(argv: list[str] | None = None) -> dict:
             lambda a, b, c: jax.nn.dot_product_attention(a, b, c, mask=key_mask[:, None, None, :]), *token_major
         )
         if torch is not None:
-            tq, tk, tv = (torch.from_numpy(a) for a in (q, k, v))
-            bias = torch.zeros(batch, 1, 1, length)
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            tq, tk, tv = (torch.from_numpy(a).to(device) for a in (q, k, v))
+            bias = torch.zeros(batch, 1, 1, length, device=device)
 
             def torch_run():
                 with torch.inference_mode():
-                    return torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=bias)
+                    out = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=bias)
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                return out
 
             runs["torch_sdpa"] = torch_run
         times = time_side_by_side(runs, repeats=repeats, warmup=args.warmup)
