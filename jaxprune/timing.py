@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune.bert import BertForSequenceClassification, Params
+from jaxprune.bert import BertForSequenceClassification, Params, inference_logits
 from jaxprune.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
@@ -266,7 +266,10 @@ def compiled_forward(
     params: Params, config: BertConfig, batch_size: int, seq_length: int, dtype: Any = jnp.float32, seed: int = 0
 ) -> tuple[Callable[[], jax.Array], float]:
     """A no-argument call of the compiled forward on random ids that blocks on the
-    (B, num_labels) float32 logits it returns, and the seconds spent compiling it."""
+    (B, num_labels) float32 logits it returns, and the seconds spent compiling it.
+
+    The forward is :func:`jaxprune.bert.inference_logits` (micro-batched on CPU),
+    the path ``predict_logits`` evaluates with."""
     if batch_size < 1 or seq_length < 1:
         raise JaxpruneError(f"batch_size={batch_size}, seq_length={seq_length}; both must be >= 1")
     if seq_length > config.max_position_embeddings:
@@ -282,7 +285,7 @@ def compiled_forward(
     params = jax.device_put(params)
 
     def forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        return model.apply({"params": params}, input_ids, attention_mask, deterministic=True)
+        return inference_logits(model, params, input_ids, attention_mask)
 
     start = time.perf_counter()
     compiled = jax.jit(forward).lower(params, input_ids, attention_mask).compile()

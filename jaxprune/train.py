@@ -27,7 +27,7 @@ import numpy as np
 import optax
 
 from jaxprune import mask
-from jaxprune.bert import BertForSequenceClassification
+from jaxprune.bert import BertForSequenceClassification, inference_logits
 from jaxprune.bert_rules import bert_rules
 from jaxprune.config import BertConfig
 from jaxprune.distill import cross_entropy, distillation_loss
@@ -279,7 +279,7 @@ def make_train_step(
 
 @functools.partial(jax.jit, static_argnames=("model",))
 def _logits(model: BertForSequenceClassification, params: Params, batch: Batch) -> Array:
-    return model.apply({"params": params}, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+    return inference_logits(model, params, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
 
 
 def predict_logits(

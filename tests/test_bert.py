@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune.bert import BertForSequenceClassification, count_params, init_params, param_shapes
+from jaxprune.bert import (
+    BertForSequenceClassification,
+    count_params,
+    default_microbatch_size,
+    inference_logits,
+    init_params,
+    param_shapes,
+)
 from jaxprune.config import BertConfig, mahabert_config
 from jaxprune.errors import JaxpruneError
 from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
@@ -180,3 +187,31 @@ def test_pickle_weights_need_opt_in(tmp_path):
     params, config = from_pretrained(tmp_path, allow_pickle=True)
     batch = random_batch(np.random.default_rng(5))
     assert np.abs(jax_logits(params, config, batch) - torch_logits(reference, batch)).max() <= 1e-4
+
+
+@pytest.mark.parametrize("microbatch_size", [None, 1, 2, 3, 5, 8])
+def test_inference_logits_in_microbatches_equal_one_apply(microbatch_size):
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16, label_names=("a", "b", "c"))
+    params = init_params(config, jax.random.key(1))
+    rng = np.random.default_rng(1)
+    ids = jnp.asarray(rng.integers(1, 60, size=(5, 12)), jnp.int32)
+    mask = jnp.ones_like(ids).at[2, 7:].set(0)
+    types = jnp.zeros_like(ids).at[:, 6:].set(1)
+    model = BertForSequenceClassification(config)
+    whole = model.apply({"params": params}, ids, mask, types)
+    got = jax.jit(lambda p: inference_logits(model, p, ids, mask, types, microbatch_size=microbatch_size))(params)
+    assert got.shape == (5, 3)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(whole), atol=1e-5)
+
+
+def test_default_microbatch_size_and_bad_size():
+    assert default_microbatch_size(128) == 8 and default_microbatch_size(512) == 2
+    assert default_microbatch_size(2048) == 1
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=16)
+    ids = jnp.ones((2, 4), jnp.int32)
+    for bad in (0, -1):
+        with pytest.raises(JaxpruneError, match="positive"):
+            inference_logits(BertForSequenceClassification(config), init_params(config, jax.random.key(0)), ids,
+                             microbatch_size=bad)
