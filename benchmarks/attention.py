@@ -48,12 +48,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def effective_block(block: int | None, length: int) -> int:
-    """The equal block size ``attend`` uses for ``query_block=block`` at ``length``."""
-    if block is None or block >= length:
-        return length
-    num_blocks = -(-length // block)
-    return -(-length // num_blocks)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -62,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxprune.bert import attend, default_query_block
+    from jaxprune.bert import attend, default_query_block, equal_blocks
     from jaxprune.timing import (device_description, device_slug, summarize, time_side_by_side, versions,
                                  write_results)
 
@@ -90,8 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
 
         scaled_q = qj * HEAD_DIM**-0.5
         runs["attend/all"] = jax_run(lambda a, b, c: attend(a, b, c, key_mask, query_block=length), scaled_q, kj, vj)
-        default = effective_block(default_query_block(length), length)
-        for block in sorted({effective_block(b, length) for b in (*BLOCKS, default)}, reverse=True):
+        # The block sizes attend really uses (equal blocks) for the ones asked for and the default.
+        asked = (*BLOCKS, default_query_block(length) or length)
+        effective = {equal_blocks(length, b)[1] for b in asked}
+        default = equal_blocks(length, asked[-1])[1]
+        for block in sorted(effective, reverse=True):
             if block < length:
                 runs[f"attend/q{block}"] = jax_run(
                     lambda a, b, c, block=block: attend(a, b, c, key_mask, query_block=block), scaled_q, kj, vj

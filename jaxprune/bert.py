@@ -81,6 +81,13 @@ class BertEmbeddings(nn.Module):
         return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
+def equal_blocks(total: int, most: int) -> tuple[int, int]:
+    """``(count, size)``: the fewest equal blocks of at most ``most`` items that cover
+    ``total``, each as small as possible (``count * size - total`` items of padding)."""
+    count = -(-total // most)
+    return count, -(-total // count)
+
+
 # On CPU, one head's float32 scores for a block of queries are kept within this
 # many bytes (half the 512 KiB L2 cache per core of the machine it was measured
 # on): larger blocks ran 2-4x slower at length 384-512 whatever the batch
@@ -124,8 +131,7 @@ def attend(
         raise JaxpruneError(f"query_block must be a positive number of queries, got {query_block}")
     if dropout is not None or query_block >= length:
         return _softmax_attention(query, key, value, padding_bias, dropout)
-    num_blocks = -(-length // query_block)
-    block = -(-length // num_blocks)  # equal blocks, as little padding as possible
+    num_blocks, block = equal_blocks(length, query_block)
     padded = jnp.pad(query, ((0, 0), (0, 0), (0, num_blocks * block - length), (0, 0)))
     blocks = padded.reshape(batch, heads, num_blocks, block, head_dim).transpose(2, 0, 1, 3, 4)
     context = jax.lax.map(lambda q: _softmax_attention(q, key, value, padding_bias, None), blocks)
@@ -294,8 +300,7 @@ def inference_logits(
         raise JaxpruneError(f"microbatch_size must be a positive number of sequences, got {size}")
     if size >= batch:
         return model.apply({"params": params}, input_ids, attention_mask, token_type_ids)
-    num_micro = -(-batch // size)
-    size = -(-batch // num_micro)  # equal micro-batches, as little padding as possible
+    num_micro, size = equal_blocks(batch, size)
     stack = lambda a: jnp.pad(a, ((0, num_micro * size - batch), (0, 0))).reshape(num_micro, size, length)  # noqa: E731
     logits = jax.lax.map(
         lambda inputs: model.apply({"params": params}, *inputs),

@@ -58,6 +58,13 @@ def test_query_blocks_give_the_same_gradients():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
 
 
+def test_equal_blocks_cover_with_least_padding():
+    assert bert.equal_blocks(15, 8) == (2, 8)
+    assert bert.equal_blocks(384, 170) == (3, 128)
+    assert bert.equal_blocks(32, 10) == (4, 8)
+    assert bert.equal_blocks(5, 5) == (1, 5) and bert.equal_blocks(3, 100) == (1, 3)
+
+
 def test_default_query_block_on_cpu():
     assert jax.default_backend() == "cpu"
     assert bert.default_query_block(256) == 256  # 256 KiB of scores per head: whole
