@@ -30,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from cli_args import Parser, run_script, whole_number  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 # (batch, heads, length): the inference benchmark's cells (12 heads) and compacted widths.
 SHAPES = ((1, 12, 128), (32, 12, 128), (32, 3, 128), (8, 12, 512), (8, 6, 512), (8, 3, 512), (16, 12, 512),
@@ -40,9 +43,9 @@ HEAD_DIM = 32
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=7, help="timed rounds")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed rounds after compiling")
+    parser = Parser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=whole_number(1), default=7, help="timed rounds")
+    parser.add_argument("--warmup", type=whole_number(0), default=2, help="untimed rounds after compiling")
     parser.add_argument("--quick", action="store_true", help="two small shapes, 3 rounds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     return parser.parse_args(argv)
@@ -147,4 +150,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

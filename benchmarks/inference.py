@@ -1,9 +1,9 @@
 """Latency and throughput of jitted BERT inference: dense vs compacted, JAX vs PyTorch.
 
-For every cell (model, batch size, length, dtype) all variants are compiled
-first and then timed alternately, round after round (see
-``jaxprune.timing.time_side_by_side``), so the ratios in one cell are measured
-side by side:
+For every cell (model, batch size, length) all variants in all dtypes are
+compiled first and then timed alternately, round after round (see
+``jaxprune.timing.time_side_by_side``), so the ratios in one cell, bf16
+compacted vs fp32 dense included, are measured side by side:
 
 * ``jax/dense`` and ``jax/sNN``: the jaxprune Flax BERT, dense, and compacted
   to encoder sparsity NN% by keeping a uniform fraction ``1 - NN/100`` of the
@@ -36,6 +36,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from cli_args import Parser, fraction_pruned, run_script, whole_number  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 SPARSITIES = (0.25, 0.5, 0.75)
 GPU_BATCH_SIZES, GPU_LENGTHS = (1, 32, 128), (128, 512)
@@ -51,24 +54,29 @@ QUICK_CELLS = (("minilm", 1, 128, ("float32",), False), ("minilm", 4, 128, ("flo
 # PyTorch's CPU bfloat16 kernels are far slower than float32 here (no AVX512-BF16):
 # on CPU the bf16 peer runs only up to this many tokens per batch.
 CPU_TORCH_BF16_MAX_TOKENS = 1024
+MAX_LENGTH = 512  # max_position_embeddings of both model shapes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", choices=("minilm", "mahabert"))
-    parser.add_argument("--batch-sizes", nargs="+", type=int)
-    parser.add_argument("--lengths", nargs="+", type=int)
+    parser.add_argument("--batch-sizes", nargs="+", type=whole_number(1))
+    parser.add_argument("--lengths", nargs="+", type=whole_number(1), help=f"at most {MAX_LENGTH} (both models)")
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"))
-    parser.add_argument("--sparsities", nargs="+", type=float, help="encoder sparsities, e.g. 0.25 0.5 0.75")
-    parser.add_argument("--repeats", type=int, help="timed rounds (default 20 on GPU, 3 on CPU)")
-    parser.add_argument("--warmup", type=int, help="untimed rounds after compiling (default 3 on GPU, 1 on CPU)")
+    parser.add_argument("--sparsities", nargs="+", type=fraction_pruned, help="encoder sparsities, e.g. 0.25 0.5 0.75")
+    parser.add_argument("--repeats", type=whole_number(1), help="timed rounds (default 20 on GPU, 3 on CPU)")
+    parser.add_argument("--warmup", type=whole_number(0),
+                        help="untimed rounds after compiling (default 3 on GPU, 1 on CPU)")
     parser.add_argument("--torch", choices=("on", "off"), default="on", help="run the PyTorch peer")
     parser.add_argument("--torch-compile", choices=("auto", "dense", "all", "off"), default="auto",
                         help="torch.compile variants; auto = dense on GPU, the marked CPU cell on CPU")
     parser.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
     parser.add_argument("--quick", action="store_true", help="tiny smoke grid (MiniLM, fp32, 50%%)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.lengths and max(args.lengths) > MAX_LENGTH:
+        parser.error(f"--lengths {max(args.lengths)} exceeds the models' {MAX_LENGTH} position embeddings")
+    return args
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -95,11 +103,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if model_name not in models:
             models[model_name] = Model(model_name, sparsities, torch, notes)
         compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
-        for dtype in dtypes:
-            print(f"[inference] {model_name} {batch_size}x{length} {dtype}", flush=True)
-            rows += models[model_name].time_cell(
-                batch_size, length, dtype, repeats, warmup, compile_mode, on_gpu, notes
-            )
+        print(f"[inference] {model_name} {batch_size}x{length} {', '.join(dtypes)}", flush=True)
+        rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu, notes)
     return write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
 
 
@@ -162,30 +167,31 @@ class Model:
             self.torch_models[key] = build_torch_model(self.torch, params, config, dtype)
         return self.torch_models[key]
 
-    def time_cell(self, batch_size, length, dtype, repeats, warmup, compile_mode, on_gpu, notes):
+    def time_cell(self, batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu, notes):
+        """Every variant in every dtype of one (batch, length), timed side by side: one row each."""
         import jax
         import jax.numpy as jnp
 
         from jaxprune.timing import compiled_forward, summarize, time_side_by_side
 
         runs, compile_s, compile_errors = {}, {}, {}
-        for variant, (params, config, _) in self.variants.items():
-            runs[f"jax/{variant}"], compile_s[f"jax/{variant}"] = compiled_forward(
-                params, config, batch_size, length, jnp.dtype(dtype)
-            )
-        torch_eager = self.torch is not None
-        tokens = batch_size * length
-        if torch_eager and dtype == "bfloat16" and not on_gpu and tokens > CPU_TORCH_BF16_MAX_TOKENS:
-            torch_eager = False
-            notes.append(f"{self.name} {batch_size}x{length} bfloat16: PyTorch peer skipped on CPU "
-                         f"(more than {CPU_TORCH_BF16_MAX_TOKENS} tokens; its CPU bf16 kernels are very slow)")
-        if torch_eager:
-            ids = jax.random.randint(jax.random.key(0), (batch_size, length), 0, self.config.vocab_size)
+        ids = jax.random.randint(jax.random.key(0), (batch_size, length), 0, self.config.vocab_size)
+        for dtype in dtypes:
+            for variant, (params, config, _) in self.variants.items():
+                runs[f"jax/{dtype}/{variant}"], compile_s[f"jax/{dtype}/{variant}"] = compiled_forward(
+                    params, config, batch_size, length, jnp.dtype(dtype)
+                )
+            if self.torch is None:
+                continue
+            if dtype == "bfloat16" and not on_gpu and batch_size * length > CPU_TORCH_BF16_MAX_TOKENS:
+                notes.append(f"{self.name} {batch_size}x{length} bfloat16: PyTorch peer skipped on CPU "
+                             f"(more than {CPU_TORCH_BF16_MAX_TOKENS} tokens; its CPU bf16 kernels are very slow)")
+                continue
             for variant in self.variants:
                 model = self.torch_model(variant, dtype)
-                runs[f"torch_eager/{variant}"] = torch_runner(self.torch, model, ids, on_gpu)
+                runs[f"torch_eager/{dtype}/{variant}"] = torch_runner(self.torch, model, ids, on_gpu)
                 if compile_mode == "all" or (compile_mode == "dense" and variant == "dense"):
-                    name = f"torch_compile/{variant}"
+                    name = f"torch_compile/{dtype}/{variant}"
                     start = time.perf_counter()
                     try:
                         run = torch_runner(self.torch, self.torch.compile(model), ids, on_gpu)
@@ -195,32 +201,34 @@ class Model:
                     except Exception as err:  # noqa: BLE001 - any compile failure is a result
                         compile_errors[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
         times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
+        median = {name: summarize(seconds, batch_size)["median_s"] for name, seconds in times.items()}
         rows = []
-        dense_median = summarize(times["jax/dense"], batch_size)["median_s"]
-        for variant, (_, config, sparsity) in self.variants.items():
-            jax_stats = summarize(times[f"jax/{variant}"], batch_size)
-            row = {
-                "model": self.name, "batch_size": batch_size, "seq_length": length, "dtype": dtype,
-                "variant": variant, "sparsity": sparsity,
-                "heads_per_layer": config.layer_heads(0), "intermediate_size": config.layer_intermediate(0),
-                "encoder_params": self.encoder_params[variant],
-                "encoder_fraction_kept": self.encoder_params[variant] / self.encoder_params["dense"],
-                "jax": jax_stats, "jax_compile_s": compile_s[f"jax/{variant}"],
-                "jax_speedup_vs_dense": dense_median / jax_stats["median_s"],
-                "jax_times_s": times[f"jax/{variant}"],
-            }
-            for kind in ("torch_eager", "torch_compile"):
-                name = f"{kind}/{variant}"
-                row[kind] = summarize(times[name], batch_size) if name in times else None
-                if name in compile_errors:
-                    row[f"{kind}_error"] = compile_errors[name]
-                if name in compile_s:
-                    row[f"{kind}_compile_s"] = compile_s[name]
-            if row["torch_eager"]:
-                row["jax_speedup_vs_torch_eager"] = row["torch_eager"]["median_s"] / jax_stats["median_s"]
-            if row["torch_compile"]:
-                row["jax_speedup_vs_torch_compile"] = row["torch_compile"]["median_s"] / jax_stats["median_s"]
-            rows.append(row)
+        for dtype in dtypes:
+            for variant, (_, config, sparsity) in self.variants.items():
+                jax_name = f"jax/{dtype}/{variant}"
+                row = {
+                    "model": self.name, "batch_size": batch_size, "seq_length": length, "dtype": dtype,
+                    "variant": variant, "sparsity": sparsity,
+                    "heads_per_layer": config.layer_heads(0), "intermediate_size": config.layer_intermediate(0),
+                    "encoder_params": self.encoder_params[variant],
+                    "encoder_fraction_kept": self.encoder_params[variant] / self.encoder_params["dense"],
+                    "jax": summarize(times[jax_name], batch_size), "jax_compile_s": compile_s[jax_name],
+                    "jax_speedup_vs_dense": median[f"jax/{dtype}/dense"] / median[jax_name],
+                    # e.g. bf16 compacted vs fp32 dense, timed in the same rounds.
+                    "jax_speedup_vs_fp32_dense": (median["jax/float32/dense"] / median[jax_name]
+                                                  if "float32" in dtypes else None),
+                    "jax_times_s": times[jax_name],
+                }
+                for kind in ("torch_eager", "torch_compile"):
+                    name = f"{kind}/{dtype}/{variant}"
+                    row[kind] = summarize(times[name], batch_size) if name in times else None
+                    if name in compile_errors:
+                        row[f"{kind}_error"] = compile_errors[name]
+                    if name in compile_s:
+                        row[f"{kind}_compile_s"] = compile_s[name]
+                    if name in median:
+                        row[f"jax_speedup_vs_{kind}"] = median[name] / median[jax_name]
+                rows.append(row)
         return rows
 
 
@@ -369,6 +377,27 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def goals(rows: list[dict[str, Any]]) -> list[str]:
+    """The issue's speed goals, read off the rows of each (model, batch x len): markdown lines."""
+    by_key = {(r["model"], r["batch_size"], r["seq_length"], r["dtype"], r["variant"]): r for r in rows}
+    cells = list(dict.fromkeys((r["model"], r["batch_size"], r["seq_length"]) for r in rows))
+    most = max(rows, key=lambda r: r["sparsity"])["variant"]
+    lines = ["", f"Goals ({most}: the highest sparsity timed; the GPU goals are for batch 32 x 128):", "",
+             f"| model | batch x len | {most} vs dense, bf16 (goal >= 2.5x on GPU) | {most} vs dense, fp32 | "
+             f"bf16 {most} vs fp32 dense (goal >= 5x on GPU) | jax dense vs torch eager, fp32 (goal >= 1x) |",
+             "|---|---|---|---|---|---|"]
+    for model, batch, length in cells:
+        def get(dtype, variant, field):
+            row = by_key.get((model, batch, length, dtype, variant))
+            return None if row is None else row.get(field)
+
+        lines.append(f"| {model} | {batch}x{length} | {_x(get('bfloat16', most, 'jax_speedup_vs_dense'))} | "
+                     f"{_x(get('float32', most, 'jax_speedup_vs_dense'))} | "
+                     f"{_x(get('bfloat16', most, 'jax_speedup_vs_fp32_dense'))} | "
+                     f"{_x(get('float32', 'dense', 'jax_speedup_vs_torch_eager'))} |")
+    return lines
+
+
 def markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# Inference benchmark, {payload['date']}",
@@ -382,11 +411,12 @@ def markdown(payload: dict[str, Any]) -> str:
         f"{payload['load_average_after'][0]:.1f}; wall {payload['wall_s']:.0f} s",
         "",
         "Variant sNN: NN% encoder sparsity as a uniform per-layer keep of heads and FFN neurons. "
-        "Times are median ms per batch; speedups are ratios of medians measured side by side.",
+        "Times are median ms per batch; speedups are ratios of medians measured side by side "
+        "(all dtypes and variants of one model and batch x len in the same rounds).",
         "",
         "| model | batch x len | dtype | variant | heads/FFN | enc. kept | jax ms | jax seq/s | "
-        "vs jax dense | torch eager ms | torch compile ms | jax vs torch eager |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "vs jax dense | vs jax fp32 dense | torch eager ms | torch compile ms | jax vs torch eager |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in payload["rows"]:
         compiled = _ms(row["torch_compile"]) if row["torch_compile"] else (
@@ -395,8 +425,10 @@ def markdown(payload: dict[str, Any]) -> str:
             f"| {row['model']} | {row['batch_size']}x{row['seq_length']} | {row['dtype']} | {row['variant']} | "
             f"{row['heads_per_layer']}/{row['intermediate_size']} | {100 * row['encoder_fraction_kept']:.1f}% | "
             f"{_ms(row['jax'])} | {row['jax']['sequences_per_s']:.1f} | {_x(row['jax_speedup_vs_dense'])} | "
+            f"{_x(row['jax_speedup_vs_fp32_dense'])} | "
             f"{_ms(row['torch_eager'])} | {compiled} | {_x(row.get('jax_speedup_vs_torch_eager'))} |"
         )
+    lines += goals(payload["rows"])
     if payload["notes"]:
         lines += ["", "Notes:", ""] + [f"- {note}" for note in payload["notes"]]
     errors = {r["torch_compile_error"] for r in payload["rows"] if "torch_compile_error" in r}
@@ -405,4 +437,4 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -27,6 +27,7 @@ import json
 import os
 import pathlib
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -39,7 +40,11 @@ from jaxprune import mask
 from jaxprune.bert import BertForSequenceClassification, count_params, init_params
 from jaxprune.bert_rules import bert_rules
 from jaxprune.config import BertConfig
-from jaxprune.timing import device_description, device_slug, versions
+from jaxprune.errors import JaxpruneError
+from jaxprune.timing import device_description, device_slug, unused_stem, versions
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
+from cli_args import Parser, fraction_kept, run_script, whole_number  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 VARIANTS = {
@@ -50,23 +55,33 @@ VARIANTS = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--seq-length", type=int, default=64)
-    parser.add_argument("--vocab-size", type=int, default=30522)
-    parser.add_argument("--layers", type=int, default=12)
-    parser.add_argument("--hidden", type=int, default=768)
-    parser.add_argument("--heads", type=int, default=12)
-    parser.add_argument("--ffn", type=int, default=3072)
-    parser.add_argument("--repeats", type=int, default=7, help="timed steps per variant")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant")
-    parser.add_argument("--keep-fraction", type=float, default=0.5)
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = Parser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batch-size", type=whole_number(1), default=8)
+    parser.add_argument("--seq-length", type=whole_number(1), default=64, help="at most 512")
+    parser.add_argument("--vocab-size", type=whole_number(2), default=30522)
+    parser.add_argument("--layers", type=whole_number(1), default=12)
+    parser.add_argument("--hidden", type=whole_number(1), default=768)
+    parser.add_argument("--heads", type=whole_number(1), default=12)
+    parser.add_argument("--ffn", type=whole_number(1), default=3072)
+    parser.add_argument("--repeats", type=whole_number(1), default=7, help="timed steps per variant")
+    parser.add_argument("--warmup", type=whole_number(0), default=2, help="untimed steps per variant")
+    parser.add_argument("--keep-fraction", type=fraction_kept, default=0.5)
     parser.add_argument("--scope", choices=("local", "global"), default="global")
     parser.add_argument("--method", choices=("topk", "soft"), default="topk")
     parser.add_argument("--variants", default="dense,heads+neurons,blocks32", help=f"comma list of {list(VARIANTS)}")
-    parser.add_argument("--output", default=None, help="JSON path (default results/mask_overhead_<device>.json)")
-    return parser.parse_args()
+    parser.add_argument("--output", default=None,
+                        help="JSON path (default results/mask_overhead_<device>.json, or _runN if taken)")
+    args = parser.parse_args(argv)
+    names = args.variants.split(",")
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or "dense" not in names:
+        parser.error(f"--variants must include dense and come from {list(VARIANTS)}; got {unknown or names}")
+    if args.seq_length > 512:
+        parser.error(f"--seq-length {args.seq_length} exceeds the 512 position embeddings")
+    if args.hidden % args.heads or any("blocks" in n for n in names) and args.hidden % 32:
+        parser.error(f"--hidden {args.hidden} must divide by --heads {args.heads} (and by 32 for the block variants)")
+    return args
 
 
 def _loss(params, batch, model):
@@ -92,12 +107,9 @@ def train_step(state, batch, keep_fraction, *, model, layout, mask_config, weigh
     return (params, scores, weight_state, score_state), loss
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
     names = args.variants.split(",")
-    unknown = [n for n in names if n not in VARIANTS]
-    if unknown or "dense" not in names:
-        raise SystemExit(f"--variants must include dense and come from {list(VARIANTS)}; got {unknown or names}")
     config = BertConfig(
         vocab_size=args.vocab_size,
         hidden_size=args.hidden,
@@ -201,11 +213,18 @@ def main() -> None:
         "results": results,
         "goal": "ratio_to_dense <= 1.15",
     }
-    path = pathlib.Path(args.output) if args.output else RESULTS / f"mask_overhead_{device_slug()}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    if args.output:
+        path = pathlib.Path(args.output)
+    else:
+        path = RESULTS / (unused_stem(RESULTS, f"mask_overhead_{device_slug()}", (".json",)) + ".json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    except OSError as err:
+        raise JaxpruneError(f"cannot write {path} ({err.strerror}); pass a writable --output") from None
     print(f"wrote {path}")
+    return out
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -24,16 +24,19 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from cli_args import Parser, run_script, whole_number  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders, each with pruned/ and compacted/")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--length", type=int, default=96, help="sequence length (Table I used 96)")
+    parser.add_argument("--batch-size", type=whole_number(1), default=32)
+    parser.add_argument("--length", type=whole_number(1), default=96, help="sequence length (Table I used 96)")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-    parser.add_argument("--repeats", type=int, default=10, help="timed rounds per model")
+    parser.add_argument("--repeats", type=whole_number(1), default=10, help="timed rounds per model")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     return parser.parse_args(argv)
 
@@ -42,14 +45,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     runs = [run for run in args.runs if run.is_dir() and (run / "compacted").is_dir()]
     skipped = [str(run) for run in args.runs if run not in runs]
-    if not runs:
-        sys.exit(f"error: none of {[str(r) for r in args.runs]} has a compacted/ folder; "
-                 "give run folders written by experiments/run.py or experiments/table1.py")
     import jax.numpy as jnp
 
     from jaxprune.bert import count_params
+    from jaxprune.errors import JaxpruneError
     from jaxprune.loading import from_pretrained
     from jaxprune.timing import compare_inference, device_description, device_slug, versions, write_results
+
+    if not runs:
+        raise JaxpruneError(f"none of {[str(r) for r in args.runs]} has a compacted/ folder; "
+                            "give run folders written by experiments/run.py or experiments/table1.py")
 
     started, load_before = time.time(), os.getloadavg()
     rows = []
@@ -89,4 +94,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

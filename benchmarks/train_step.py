@@ -29,23 +29,30 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from cli_args import Parser, fraction_kept, run_script, whole_number  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
+MAX_LENGTH = 512  # max_position_embeddings of both model shapes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = Parser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", choices=("minilm", "mahabert"),
                         help="default: mahabert on GPU, minilm on CPU")
-    parser.add_argument("--batch-size", type=int, help="default: 32 on GPU, 8 on CPU")
-    parser.add_argument("--length", type=int, default=128)
+    parser.add_argument("--batch-size", type=whole_number(1), help="default: 32 on GPU, 8 on CPU")
+    parser.add_argument("--length", type=whole_number(1), default=128, help=f"at most {MAX_LENGTH}")
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
-    parser.add_argument("--keep-fraction", type=float, default=0.5, help="masked step: heads/neurons kept")
-    parser.add_argument("--repeats", type=int, help="timed rounds (default 20 on GPU, 5 on CPU)")
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--keep-fraction", type=fraction_kept, default=0.5, help="masked step: heads/neurons kept")
+    parser.add_argument("--repeats", type=whole_number(1), help="timed rounds (default 20 on GPU, 5 on CPU)")
+    parser.add_argument("--warmup", type=whole_number(0), default=2)
     parser.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run")
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    return parser.parse_args(argv)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args(argv)
+    if args.length > MAX_LENGTH:
+        parser.error(f"--length {args.length} exceeds the models' {MAX_LENGTH} position embeddings")
+    return args
 
 
 class TrainState(NamedTuple):
@@ -213,4 +220,4 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

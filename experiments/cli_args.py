@@ -1,9 +1,15 @@
-"""Argument parsing shared by the scripts in experiments/: one-line errors, checked numbers."""
+"""Argument parsing shared by the scripts in experiments/ and benchmarks/: one-line
+errors, checked numbers, and a ``main`` wrapper that turns a
+:class:`jaxprune.errors.JaxpruneError` into one line on stderr (the library never
+parses the command line; this module is the scripts' side of that line).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from typing import Any
 
 
 class Parser(argparse.ArgumentParser):
@@ -37,3 +43,41 @@ def positive_number(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive; pass e.g. 1e-4")
     return value
+
+
+def _number(text: str, example: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. {example}") from None
+
+
+def fraction_pruned(text: str) -> float:
+    """An argparse type: a fraction pruned, 0 <= s < 1."""
+    value = _number(text, "0.25")
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; pass a value with 0 <= s < 1")
+    return value
+
+
+def fraction_kept(text: str) -> float:
+    """An argparse type: a fraction kept, 0 < k <= 1."""
+    value = _number(text, "0.5")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; pass a value with 0 < k <= 1")
+    return value
+
+
+def run_script(main: Callable[[], Any]) -> int:
+    """Call ``main()``; a JaxpruneError or Ctrl-C ends in one line on stderr. The exit status."""
+    from jaxprune.errors import JaxpruneError
+
+    try:
+        main()
+    except JaxpruneError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; nothing more was written", file=sys.stderr)
+        return 130
+    return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, positive_number, whole_number  # noqa: E402
+from cli_args import Parser, fraction_pruned, positive_number, whole_number  # noqa: E402
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
@@ -33,19 +33,10 @@ PRESETS = {
 }
 
 
-def _sparsity(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--sparsity {text!r} is not a number; pass e.g. 0.25") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"--sparsity {value} is out of range; pass a value with 0 <= s < 1")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sparsity", type=_sparsity, default=0.25, help="fraction of encoder weights pruned, 0 <= s < 1")
+    p.add_argument("--sparsity", type=fraction_pruned, default=0.25,
+                   help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
     p.add_argument("--method", choices=("topk", "soft"), default="topk", help="movement pruning variant")
     p.add_argument("--attention", choices=("heads", "blocks"), default="heads",

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
+from cli_args import Parser, fraction_pruned, whole_number  # noqa: E402
 
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
@@ -169,17 +170,17 @@ def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    p = run_cli.Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--model", default=None)
     p.add_argument("--output-dir", default="results/table1")
-    p.add_argument("--sparsities", type=float, nargs="+", default=[0.25, 0.5, 0.75])
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--teacher-epochs", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--sparsities", type=fraction_pruned, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--epochs", type=whole_number(1), default=None)
+    p.add_argument("--teacher-epochs", type=whole_number(1), default=None)
+    p.add_argument("--batch-size", type=whole_number(1), default=None)
+    p.add_argument("--max-length", type=whole_number(1), default=None)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=whole_number(0), default=0)
     p.add_argument("--report-only", action="store_true", help="only rebuild the table and figures")
     args = p.parse_args(argv)
     command = "python experiments/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
@@ -195,6 +196,9 @@ def main(argv=None) -> int:
     except JaxpruneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
+        return 130
     print((out / "table1.md").read_text(encoding="utf-8"))
     print("figures: " + ", ".join(str(p) for p in paths))
     return 0

@@ -66,10 +66,31 @@ class ExperimentConfig:
 
     def fingerprint(self) -> str:
         """Identifies the run's settings (not where it writes, nor whether it resumes)."""
-        data = dataclasses.asdict(self)
-        for key in ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every"):
-            data.pop(key)
-        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return _fingerprint(_settings(dataclasses.asdict(self)))
+
+
+# Where a run writes, whether it resumes and how it is timed or checkpointed do not
+# change what it computes, so they are left out of its fingerprint.
+_NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every")
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    """An ExperimentConfig as a dict (``dataclasses.asdict``, or read back from results.json)
+    without the keys that do not change what a run computes; JSON round trips leave it equal."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in _NOT_SETTINGS},
+                                 sort_keys=True, default=str))
+
+
+def _fingerprint(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for each leaf where two nested settings dicts differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in sorted(set(old) | set(new))
+                for line in _differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
 
 
 # --- inputs -------------------------------------------------------------------------------
@@ -208,10 +229,15 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     out = prepare_output_dir(config.output_dir)
     results_path = out / RESULTS_NAME
     if results_path.is_file():
-        if config.resume:
-            log(f"{results_path} exists: this run already finished")
-            return json.loads(results_path.read_text(encoding="utf-8"))
-        raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
+        if not config.resume:
+            raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
+        finished = json.loads(results_path.read_text(encoding="utf-8"))
+        changed = _differences(_settings(finished.get("config", {})), _settings(dataclasses.asdict(config)))
+        if changed:
+            raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
+                                f"pass a new --output-dir, or the settings it was made with")
+        log(f"{results_path} exists: this run already finished")
+        return finished
     check_precision(config.student.compute_dtype)
     check_precision(config.teacher.compute_dtype)
 

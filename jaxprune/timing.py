@@ -101,19 +101,37 @@ def device_slug(device: jax.Device | None = None) -> str:
     return slug or device.platform
 
 
-def write_results(folder: os.PathLike | str, stem: str, payload: Mapping[str, Any], markdown: str) -> str:
-    """Write ``<folder>/<stem>.json`` and ``.md`` for a benchmark run, print the table; return the stem path."""
-    import json
-    from pathlib import Path
+def unused_stem(folder: os.PathLike | str, stem: str, suffixes: tuple[str, ...] = (".json", ".md")) -> str:
+    """``stem``, or ``stem_run2``, ``stem_run3``...: the first with no ``<stem><suffix>`` in ``folder``,
+    so a second run of a benchmark on the same day never overwrites the first one's results."""
+    folder = os.fspath(folder)
+    candidate, number = stem, 1
+    while any(os.path.exists(os.path.join(folder, candidate + suffix)) for suffix in suffixes):
+        number += 1
+        candidate = f"{stem}_run{number}"
+    return candidate
 
-    path = Path(folder)
-    path.mkdir(parents=True, exist_ok=True)
-    base = path / stem
-    base.with_suffix(".json").write_text(json.dumps(payload, indent=1))
-    base.with_suffix(".md").write_text(markdown)
+
+def write_results(folder: os.PathLike | str, stem: str, payload: Mapping[str, Any], markdown: str) -> str:
+    """Write ``<folder>/<stem>.json`` and ``.md`` for a benchmark run and print the table.
+
+    Existing results are kept: the files get the first free name of :func:`unused_stem`.
+    Returns the path written, without its suffix.
+    """
+    import json
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+        base = os.path.join(os.fspath(folder), unused_stem(folder, stem))
+        with open(base + ".json", "w", encoding="utf-8") as file:
+            json.dump(payload, file, indent=1)
+        with open(base + ".md", "w", encoding="utf-8") as file:
+            file.write(markdown)
+    except OSError as err:
+        raise JaxpruneError(f"cannot write results to {folder} ({err.strerror}); pass a writable --out") from None
     print(markdown)
     print(f"wrote {base}.json and .md")
-    return str(base)
+    return base
 
 
 def peak_flops_per_s(dtype: Any, device: jax.Device | None = None) -> float | None:

@@ -285,3 +285,30 @@ def test_evaluate_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, ca
     lines = capsys.readouterr().err.splitlines()
     assert status == 2 and len(lines) == 1 and lines[0].startswith("error: bfloat16 compute is not available")
     assert not output.exists()
+
+
+# --- table1.py and the benchmarks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("script, args, fragment", [
+    ("experiments/table1.py", ["--sparsities", "0.25", "1.0"], "out of range"),
+    ("experiments/table1.py", ["--epochs", "0"], "must be at least 1"),
+    ("benchmarks/inference.py", ["--batch-sizes", "32", "0"], "must be at least 1"),
+    ("benchmarks/inference.py", ["--sparsities", "1.5"], "out of range"),
+    ("benchmarks/inference.py", ["--lengths", "128", "1000"], "exceeds"),
+    ("benchmarks/inference.py", ["--repeats", "0"], "must be at least 1"),
+    ("benchmarks/train_step.py", ["--length", "0"], "must be at least 1"),
+    ("benchmarks/train_step.py", ["--length", "600"], "exceeds"),
+    ("benchmarks/train_step.py", ["--keep-fraction", "2"], "out of range"),
+    ("benchmarks/attention.py", ["--warmup", "-1"], "must be at least 0"),
+    ("benchmarks/mask_overhead.py", ["--repeats", "0"], "must be at least 1"),
+    ("benchmarks/mask_overhead.py", ["--variants", "blocks32"], "must include dense"),
+    ("benchmarks/mask_overhead.py", ["--hidden", "100"], "must divide"),
+    ("benchmarks/saved_models.py", ["no-such-run"], "has a compacted/ folder"),
+])  # fmt: skip
+def test_scripts_reject_bad_flags_in_one_line(tmp_path, script, args, fragment):
+    out = tmp_path / "out"
+    where = {"experiments/table1.py": "--output-dir", "benchmarks/mask_overhead.py": "--output"}.get(script, "--out")
+    result = _run(REPO / script, [*args, where, str(out)], tmp_path)
+    _assert_one_error_line(result, fragment)
+    assert not out.exists()

@@ -176,13 +176,18 @@ def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_di
     assert row["compacted_params"] == results["params_after_compaction"] < row["dense_params"]
     assert row["speedup"] > 0 and timed["skipped"] == [str(tmp_path / "not-a-run")]
     assert len(list((tmp_path / "bench").glob("saved_models_cpu_*.md"))) == 1
-    with pytest.raises(SystemExit, match="has a compacted/ folder"):
+    with pytest.raises(JaxpruneError, match="has a compacted/ folder"):
         saved_models.main([str(tmp_path / "not-a-run")])
 
     # A finished run is not redone, and not overwritten.
     assert train_and_evaluate(dataclass_replace(config, resume=True), log=lambda m: None) == results
     with pytest.raises(JaxpruneError, match="already holds a finished run"):
         train_and_evaluate(config, log=lambda message: None)
+    # --resume with other settings does not pass the old run off as the new one.
+    other = dataclass_replace(config, resume=True, speed_repeats=3,
+                              student=dataclass_replace(config.student, sparsity=0.75))
+    with pytest.raises(JaxpruneError, match=r"other settings \(student.sparsity: 0.5 -> 0.75\)"):
+        train_and_evaluate(other, log=lambda message: None)
 
 
 def dataclass_replace(config, **changes):

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from jaxprune.timing import (
     time_forward,
     time_side_by_side,
     versions,
+    write_results,
 )
 
 TINY = BertConfig(
@@ -106,3 +108,21 @@ def test_versions_and_device():
     info = versions()
     assert info["jax"] == jax.__version__ and info["python"].count(".") == 2
     assert device_description().startswith(jax.devices()[0].platform)
+
+
+def test_write_results_never_overwrites(tmp_path, capsys):
+    first = write_results(tmp_path / "res", "bench_cpu_day", {"run": 1}, "| one |\n")
+    second = write_results(tmp_path / "res", "bench_cpu_day", {"run": 2}, "| two |\n")
+    (tmp_path / "res" / "bench_cpu_day_run3.md").write_text("made by hand")  # a .md alone also takes the name
+    fourth = write_results(tmp_path / "res", "bench_cpu_day", {"run": 4}, "| four |\n")
+    assert [Path(p).name for p in (first, second, fourth)] == ["bench_cpu_day", "bench_cpu_day_run2",
+                                                                "bench_cpu_day_run4"]
+    assert [json.loads(Path(p + ".json").read_text())["run"] for p in (first, second, fourth)] == [1, 2, 4]
+    assert Path(first + ".md").read_text() == "| one |\n"
+    assert "| four |" in capsys.readouterr().out
+
+
+def test_write_results_reports_an_unwritable_folder(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(JaxpruneError, match="cannot write results to .*pass a writable --out"):
+        write_results(tmp_path / "file" / "res", "bench", {}, "")

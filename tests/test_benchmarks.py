@@ -1,0 +1,92 @@
+"""benchmarks/inference.py and benchmarks/train_step.py on tiny grids: the tables they write
+hold what was timed (no speed is asserted), and the GPU-only parts (the full grid, the
+peak-FLOP/s lookup and MFU) work on any machine."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import pytest
+
+from jaxprune import timing
+
+
+def test_inference_benchmark_tiny_grid(tmp_path, repo_script):
+    inference = repo_script("benchmarks/inference.py")
+    payload = inference.main(["--models", "minilm", "--batch-sizes", "2", "--lengths", "16", "--dtypes", "float32",
+                              "bfloat16", "--sparsities", "0.5", "--repeats", "2", "--warmup", "0",
+                              "--torch-compile", "off", "--out", str(tmp_path)])
+    rows = {(row["dtype"], row["variant"]): row for row in payload["rows"]}
+    assert list(rows) == [("float32", "dense"), ("float32", "s50"), ("bfloat16", "dense"), ("bfloat16", "s50")]
+    dense, pruned = rows["float32", "dense"], rows["float32", "s50"]
+    assert (dense["heads_per_layer"], dense["intermediate_size"]) == (12, 1536)
+    assert (pruned["heads_per_layer"], pruned["intermediate_size"]) == (6, 768)
+    assert 0.45 < pruned["encoder_fraction_kept"] < 0.55 and pruned["encoder_params"] < dense["encoder_params"]
+    fp32_dense = dense["jax"]["median_s"]
+    for (dtype, variant), row in rows.items():
+        assert (row["batch_size"], row["seq_length"]) == (2, 16)
+        assert len(row["jax_times_s"]) == 2 and row["jax"]["median_s"] > 0
+        same_dtype_dense = rows[dtype, "dense"]["jax"]["median_s"]
+        assert row["jax_speedup_vs_dense"] == pytest.approx(same_dtype_dense / row["jax"]["median_s"])
+        # bf16 rows are also compared with fp32 dense, timed in the same rounds.
+        assert row["jax_speedup_vs_fp32_dense"] == pytest.approx(fp32_dense / row["jax"]["median_s"])
+        assert row["jax_speedup_vs_torch_eager"] == pytest.approx(
+            row["torch_eager"]["median_s"] / row["jax"]["median_s"])
+        assert row["torch_compile"] is None
+    # The PyTorch peer computes the same function with the same weights.
+    assert len([note for note in payload["notes"] if "max |JAX - PyTorch|" in note]) == 1
+    (json_file,) = tmp_path.glob("inference_cpu_*.json")
+    assert json.loads(json_file.read_text())["rows"][1]["variant"] == "s50"
+    table = json_file.with_suffix(".md").read_text()
+    assert "| minilm | 2x16 | float32 | s50 | 6/768 |" in table and payload["device"] in table
+    goal = f"| minilm | 2x16 | {rows['bfloat16', 's50']['jax_speedup_vs_dense']:.2f}x | "
+    assert goal + f"{pruned['jax_speedup_vs_dense']:.2f}x | " in table
+
+
+def test_inference_grid_on_a_gpu_is_the_full_product(repo_script):
+    inference = repo_script("benchmarks/inference.py")
+    cells = inference.grid(inference.parse_args([]), on_gpu=True)
+    assert len(cells) == 2 * len(inference.GPU_BATCH_SIZES) * len(inference.GPU_LENGTHS)
+    assert {(batch, length) for _, batch, length, _, _ in cells} == {(1, 128), (1, 512), (32, 128), (32, 512),
+                                                                     (128, 128), (128, 512)}
+    assert all(dtypes == ("float32", "bfloat16") for *_, dtypes, _ in cells)
+    assert inference.resolve_compile("auto", True, False) == "dense"
+    assert inference.grid(inference.parse_args([]), on_gpu=False) == list(inference.CPU_CELLS)
+    narrowed = inference.grid(inference.parse_args(["--models", "minilm", "--lengths", "64"]), on_gpu=False)
+    assert [(model, length) for model, _, length, _, _ in narrowed] == [("minilm", 64)] * len(inference.GPU_BATCH_SIZES)
+
+
+def test_train_step_benchmark_reports_mfu_where_the_peak_is_known(tmp_path, repo_script, monkeypatch):
+    train_step = repo_script("benchmarks/train_step.py")
+    args = ["--quick", "--repeats", "2", "--warmup", "0", "--dtypes", "float32", "--out", str(tmp_path / "cpu")]
+    payload = train_step.main(args)
+    rows = {row["variant"]: row for row in payload["rows"]}
+    assert set(rows) == {"dense", "masked"} and rows["dense"]["slowdown_vs_dense"] == 1.0
+    assert all(row["mfu"] is None for row in rows.values())  # no known peak on a CPU
+    tokens = payload["batch_size"] * payload["seq_length"]
+    assert rows["dense"]["model_flops_per_step"] > 6 * payload["non_embedding_params"] * tokens
+
+    # As on a GPU: a known peak gives model-FLOPs utilisation = FLOPs / time / peak.
+    monkeypatch.setattr(timing, "peak_flops_per_s", lambda dtype, device=None: 1e12)
+    payload = train_step.main([*args[:-1], str(tmp_path / "gpu")])
+    for row in payload["rows"]:
+        assert row["mfu"] == pytest.approx(row["model_flops_per_step"] / row["step"]["median_s"] / 1e12)
+    table = next((tmp_path / "gpu").glob("train_step_*.md")).read_text()
+    assert f"{100 * payload['rows'][0]['mfu']:.1f}%" in table
+
+
+def _device(platform: str, kind: str):
+    return types.SimpleNamespace(platform=platform, device_kind=kind)
+
+
+def test_peak_flops_and_device_names_of_gpus():
+    h100 = _device("gpu", "NVIDIA H100 80GB HBM3")
+    assert timing.peak_flops_per_s("bfloat16", h100) == timing.PEAK_FLOPS["h100"]["bfloat16"]
+    assert timing.peak_flops_per_s("float32", h100) == timing.PEAK_FLOPS["h100"]["float32"]
+    assert timing.peak_flops_per_s("float16", h100) is None  # no figure for that dtype
+    assert timing.device_slug(h100) == "h100" and timing.device_description(h100) == "gpu: NVIDIA H100 80GB HBM3"
+    other = _device("gpu", "NVIDIA RTX 9000 (Ada)")
+    assert timing.peak_flops_per_s("bfloat16", other) is None
+    assert timing.device_slug(other) == "nvidia-rtx-9000--ada"
+    assert timing.peak_flops_per_s("float32", _device("cpu", "cpu")) is None
