@@ -68,8 +68,9 @@ def fraction_kept(text: str) -> float:
     return value
 
 
-def run_script(main: Callable[[], Any]) -> int:
-    """Call ``main()``; a JaxpruneError or Ctrl-C ends in one line on stderr. The exit status."""
+def run_script(main: Callable[[], Any], interrupted: str = "interrupted; nothing more was written") -> int:
+    """Call ``main()`` and return the exit status: 0, or 2 after a JaxpruneError and 130 after
+    Ctrl-C, each reported as one ``error:`` line on stderr (``interrupted`` says what to do next)."""
     from jaxprune.errors import JaxpruneError
 
     try:
@@ -78,6 +79,6 @@ def run_script(main: Callable[[], Any]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted; nothing more was written", file=sys.stderr)
+        print(f"error: {interrupted}", file=sys.stderr)
         return 130
     return 0

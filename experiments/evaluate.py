@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, whole_number  # noqa: E402
+from cli_args import Parser, run_script, whole_number  # noqa: E402
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 
@@ -103,24 +103,20 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    output = Path(args.output or _default_output(args.model, args.data_file))
-    try:
-        _check_output(output)
-        from jaxprune.experiment import write_json
+    return run_script(lambda: _evaluate_and_report(args), interrupted="interrupted; nothing was written")
 
-        results = evaluate_folder(args)
-        write_json(output, results)
-    except JaxpruneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+
+def _evaluate_and_report(args: argparse.Namespace) -> None:
+    output = Path(args.output or _default_output(args.model, args.data_file))
+    _check_output(output)
+    from jaxprune.experiment import write_json
+
+    results = evaluate_folder(args)
+    write_json(output, results)
     print(f"{results['model']} on {results['data_file']} ({results['n']} examples, "
           f"{results['dropped_rows']} rows dropped)")
     print(f"accuracy {results['accuracy']:.4f}, macro-F1 {results['macro_f1']:.4f} ({results['device']})")
     print(f"results: {output}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, fraction_pruned, positive_number, whole_number  # noqa: E402
-from jaxprune.errors import JaxpruneError  # noqa: E402
+from cli_args import Parser, fraction_pruned, positive_number, run_script, whole_number  # noqa: E402
 
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
 # finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.
@@ -107,22 +106,19 @@ def build_config(args: argparse.Namespace):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        from jaxprune.experiment import summary_table, train_and_evaluate
+    return run_script(lambda: _run_and_report(args),
+                      interrupted="interrupted; rerun the same command with --resume to continue")
 
-        config = build_config(args)
-        print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distill}, "
-              f"{config.student.method}, {config.student.compute_dtype}", flush=True)
-        results = train_and_evaluate(config)
-    except JaxpruneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; rerun the same command with --resume to continue", file=sys.stderr)
-        return 130
+
+def _run_and_report(args: argparse.Namespace) -> None:
+    from jaxprune.experiment import summary_table, train_and_evaluate
+
+    config = build_config(args)
+    print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distill}, "
+          f"{config.student.method}, {config.student.compute_dtype}", flush=True)
+    results = train_and_evaluate(config)
     print(summary_table(results))
     print(f"results: {os.path.join(config.output_dir, 'results.json')}")
-    return 0
 
 
 if __name__ == "__main__":

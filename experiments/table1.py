@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
-from cli_args import Parser, fraction_pruned, whole_number  # noqa: E402
+from cli_args import Parser, fraction_pruned, run_script, whole_number  # noqa: E402
 
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
@@ -184,24 +184,21 @@ def main(argv=None) -> int:
     p.add_argument("--report-only", action="store_true", help="only rebuild the table and figures")
     args = p.parse_args(argv)
     command = "python experiments/table1.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    try:
-        results = run_all(args)
-        if not results:
-            raise JaxpruneError(f"no finished experiments in {args.output_dir}; run without --report-only first")
-        out = Path(args.output_dir)
-        rows = table_rows(results)
-        (out / "table1.md").write_text(markdown(rows, command, results), encoding="utf-8")
-        (out / "table1.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2), encoding="utf-8")
-        paths = figures(rows, results, out)
-    except JaxpruneError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted; rerun the same command to continue where it stopped", file=sys.stderr)
-        return 130
+    return run_script(lambda: _table(args, command),
+                      interrupted="interrupted; rerun the same command to continue where it stopped")
+
+
+def _table(args: argparse.Namespace, command: str) -> None:
+    results = run_all(args)
+    if not results:
+        raise JaxpruneError(f"no finished experiments in {args.output_dir}; run without --report-only first")
+    out = Path(args.output_dir)
+    rows = table_rows(results)
+    (out / "table1.md").write_text(markdown(rows, command, results), encoding="utf-8")
+    (out / "table1.json").write_text(json.dumps({"command": command, "rows": rows}, indent=2), encoding="utf-8")
+    paths = figures(rows, results, out)
     print((out / "table1.md").read_text(encoding="utf-8"))
     print("figures: " + ", ".join(str(p) for p in paths))
-    return 0
 
 
 if __name__ == "__main__":

@@ -312,3 +312,33 @@ def test_scripts_reject_bad_flags_in_one_line(tmp_path, script, args, fragment):
     result = _run(REPO / script, [*args, where, str(out)], tmp_path)
     _assert_one_error_line(result, fragment)
     assert not out.exists()
+
+
+def test_run_script_turns_errors_and_ctrl_c_into_one_line(capsys, repo_script):
+    run_script = repo_script("experiments/cli_args.py").run_script
+
+    def fail(exception):
+        def main():
+            raise exception
+        return main
+
+    assert run_script(lambda: {"a": "result"}) == 0
+    assert run_script(fail(JaxpruneError("bad input; do this instead"))) == 2
+    assert capsys.readouterr().err == "error: bad input; do this instead\n"
+    assert run_script(fail(KeyboardInterrupt()), interrupted="interrupted; rerun it") == 130
+    assert capsys.readouterr().err == "error: interrupted; rerun it\n"
+    with pytest.raises(ZeroDivisionError):  # a bug is not a user error: its traceback stays
+        run_script(fail(ZeroDivisionError()))
+
+
+def test_run_says_how_to_resume_after_ctrl_c(tmp_path, capsys, monkeypatch, repo_script):
+    import jaxprune.experiment
+
+    def interrupted(config, log=print):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jaxprune.experiment, "train_and_evaluate", interrupted)
+    status = repo_script(RUN).main(["--output-dir", str(tmp_path / "out")])
+    assert status == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "error: interrupted; rerun the same command with --resume to continue"]
