@@ -99,12 +99,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.torch == "on" and torch is None:
         notes.append("torch is not installed: PyTorch peer skipped")
     models = {}
-    for model_name, batch_size, length, dtypes, compile_cell in cells:
-        if model_name not in models:
-            models[model_name] = Model(model_name, sparsities, torch, notes)
-        compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
-        print(f"[inference] {model_name} {batch_size}x{length} {', '.join(dtypes)}", flush=True)
-        rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu, notes)
+    for done, (model_name, batch_size, length, dtypes, compile_cell) in enumerate(cells):
+        try:
+            if model_name not in models:
+                models[model_name] = Model(model_name, sparsities, torch, notes)
+            compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
+            print(f"[inference] cell {done + 1}/{len(cells)}: {model_name} {batch_size}x{length} "
+                  f"{', '.join(dtypes)}", flush=True)
+            rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu,
+                                                 notes)
+        except KeyboardInterrupt:
+            if rows:  # the finished cells are kept
+                notes.append(f"interrupted: {done} of {len(cells)} cells timed")
+                write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
+            raise
     return write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
 
 
@@ -437,4 +445,4 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_script(main))
+    raise SystemExit(run_script(main, interrupted="interrupted; the cells timed before it, if any, were written"))

@@ -90,3 +90,26 @@ def test_peak_flops_and_device_names_of_gpus():
     assert timing.peak_flops_per_s("bfloat16", other) is None
     assert timing.device_slug(other) == "nvidia-rtx-9000--ada"
     assert timing.peak_flops_per_s("float32", _device("cpu", "cpu")) is None
+
+
+def test_inference_benchmark_keeps_the_cells_timed_before_ctrl_c(tmp_path, repo_script, monkeypatch):
+    inference = repo_script("benchmarks/inference.py")
+    real_time_cell = inference.Model.time_cell
+    calls = []
+
+    def time_cell(self, *args):
+        calls.append(args[:2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_time_cell(self, *args)
+
+    monkeypatch.setattr(inference.Model, "time_cell", time_cell)
+    with pytest.raises(KeyboardInterrupt):
+        inference.main(["--models", "minilm", "--batch-sizes", "1", "2", "--lengths", "8", "--dtypes", "float32",
+                        "--sparsities", "0.5", "--repeats", "1", "--warmup", "0", "--torch", "off",
+                        "--out", str(tmp_path)])
+    assert calls == [(1, 8), (2, 8)]
+    (json_file,) = tmp_path.glob("inference_cpu_*.json")
+    written = json.loads(json_file.read_text())
+    assert [(row["batch_size"], row["variant"]) for row in written["rows"]] == [(1, "dense"), (1, "s50")]
+    assert "interrupted: 1 of 2 cells timed" in written["notes"]
