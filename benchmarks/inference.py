@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
+    from jaxprune.timing import device_slug, unused_stem
+
     on_gpu = jax.devices()[0].platform != "cpu"
     cells = grid(args, on_gpu)
     sparsities = tuple(args.sparsities or ((0.5,) if args.quick else SPARSITIES))
@@ -99,21 +101,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.torch == "on" and torch is None:
         notes.append("torch is not installed: PyTorch peer skipped")
     models = {}
+    # The files are written before the first cell (an unwritable --out fails at once) and
+    # rewritten before every other, so a run cut short (Ctrl-C, a killed job) keeps the cells it timed.
+    stem = unused_stem(args.out, f"inference_{device_slug()}_{datetime.date.today().isoformat()}"
+                                 f"{'_quick' if args.quick else ''}")
     for done, (model_name, batch_size, length, dtypes, compile_cell) in enumerate(cells):
-        try:
-            if model_name not in models:
-                models[model_name] = Model(model_name, sparsities, torch, notes)
-            compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
-            print(f"[inference] cell {done + 1}/{len(cells)}: {model_name} {batch_size}x{length} "
-                  f"{', '.join(dtypes)}", flush=True)
-            rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu,
-                                                 notes)
-        except KeyboardInterrupt:
-            if rows:  # the finished cells are kept
-                notes.append(f"interrupted: {done} of {len(cells)} cells timed")
-                write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
-            raise
-    return write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
+        partial = [*notes, f"partial: {done} of {len(cells)} cells timed so far"]
+        write_report(args, argv, rows, partial, repeats, warmup, started, load_before, stem, final=False)
+        if model_name not in models:
+            models[model_name] = Model(model_name, sparsities, torch, notes)
+        compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
+        print(f"[inference] cell {done + 1}/{len(cells)}: {model_name} {batch_size}x{length} "
+              f"{', '.join(dtypes)}", flush=True)
+        rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu, notes)
+    return write_report(args, argv, rows, notes, repeats, warmup, started, load_before, stem)
 
 
 def grid(args: argparse.Namespace, on_gpu: bool) -> list[tuple[str, int, int, tuple[str, ...], bool]]:
@@ -348,10 +349,11 @@ def torch_parity(model: Model, notes: list[str]) -> dict[str, float]:
     return out
 
 
-def write_report(args, argv, rows, notes, repeats, warmup, started, load_before) -> dict[str, Any]:
+def write_report(args, argv, rows, notes, repeats, warmup, started, load_before, stem, final=True) -> dict[str, Any]:
+    """Write (or rewrite) ``<out>/<stem>.{json,md}`` with the rows so far; the table is printed when ``final``."""
     import jax
 
-    from jaxprune.timing import device_description, device_slug, versions, write_results
+    from jaxprune.timing import device_description, versions, write_results
 
     date = datetime.date.today().isoformat()
     torch = import_torch()
@@ -372,8 +374,7 @@ def write_report(args, argv, rows, notes, repeats, warmup, started, load_before)
         "notes": notes,
         "rows": rows,
     }
-    write_results(args.out, f"inference_{device_slug()}_{date}{'_quick' if args.quick else ''}", payload,
-                  markdown(payload))
+    write_results(args.out, stem, payload, markdown(payload), unique=False, echo=final)
     return payload
 
 
@@ -387,6 +388,8 @@ def _x(value: float | None) -> str:
 
 def goals(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's speed goals, read off the rows of each (model, batch x len): markdown lines."""
+    if not rows:
+        return []
     by_key = {(r["model"], r["batch_size"], r["seq_length"], r["dtype"], r["variant"]): r for r in rows}
     cells = list(dict.fromkeys((r["model"], r["batch_size"], r["seq_length"]) for r in rows))
     most = max(rows, key=lambda r: r["sparsity"])["variant"]
@@ -445,4 +448,4 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_script(main, interrupted="interrupted; the cells timed before it, if any, were written"))
+    raise SystemExit(run_script(main, interrupted="interrupted; the cells timed before it are in the results files"))

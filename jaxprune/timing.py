@@ -112,25 +112,35 @@ def unused_stem(folder: os.PathLike | str, stem: str, suffixes: tuple[str, ...] 
     return candidate
 
 
-def write_results(folder: os.PathLike | str, stem: str, payload: Mapping[str, Any], markdown: str) -> str:
-    """Write ``<folder>/<stem>.json`` and ``.md`` for a benchmark run and print the table.
+def write_results(
+    folder: os.PathLike | str,
+    stem: str,
+    payload: Mapping[str, Any],
+    markdown: str,
+    *,
+    unique: bool = True,
+    echo: bool = True,
+) -> str:
+    """Write ``<folder>/<stem>.json`` and ``.md`` for a benchmark run; print the table if ``echo``.
 
-    Existing results are kept: the files get the first free name of :func:`unused_stem`.
-    Returns the path written, without its suffix.
+    With ``unique`` (the default) existing results are kept: the files get the first
+    free name of :func:`unused_stem`. ``unique=False`` writes ``stem`` itself, e.g. to
+    update a run's own files as it goes. Returns the path written, without its suffix.
     """
     import json
 
     try:
         os.makedirs(folder, exist_ok=True)
-        base = os.path.join(os.fspath(folder), unused_stem(folder, stem))
+        base = os.path.join(os.fspath(folder), unused_stem(folder, stem) if unique else stem)
         with open(base + ".json", "w", encoding="utf-8") as file:
             json.dump(payload, file, indent=1)
         with open(base + ".md", "w", encoding="utf-8") as file:
             file.write(markdown)
     except OSError as err:
         raise JaxpruneError(f"cannot write results to {folder} ({err.strerror}); pass a writable --out") from None
-    print(markdown)
-    print(f"wrote {base}.json and .md")
+    if echo:
+        print(markdown)
+        print(f"wrote {base}.json and .md")
     return base
 
 
