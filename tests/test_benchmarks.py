@@ -51,7 +51,9 @@ def test_inference_grid_on_a_gpu_is_the_full_product(repo_script):
     assert {(batch, length) for _, batch, length, _, _ in cells} == {(1, 128), (1, 512), (32, 128), (32, 512),
                                                                      (128, 128), (128, 512)}
     assert all(dtypes == ("float32", "bfloat16") for *_, dtypes, _ in cells)
-    assert inference.resolve_compile("auto", True, False) == "dense"
+    # torch.compile (auto) only where the GPU goals are set.
+    assert {(batch, length) for _, batch, length, _, compile_cell in cells if compile_cell} == {(32, 128)}
+    assert [inference.resolve_compile("auto", True, c) for c in (True, False)] == ["dense", "off"]
     assert inference.grid(inference.parse_args([]), on_gpu=False) == list(inference.CPU_CELLS)
     narrowed = inference.grid(inference.parse_args(["--models", "minilm", "--lengths", "64"]), on_gpu=False)
     assert [(model, length) for model, _, length, _, _ in narrowed] == [("minilm", 64)] * len(inference.GPU_BATCH_SIZES)
