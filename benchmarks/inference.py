@@ -23,7 +23,7 @@ Random token ids, no padding. Results go to
 ``benchmarks/results/inference_<device>_<date>.{json,md}``.
 
 Usage (see benchmarks/README.md): ``python benchmarks/inference.py`` runs the
-device default grid (the full grid on GPU, a ~10 minute grid on CPU).
+device default grid (the full grid on GPU, a ~5 minute grid on CPU).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from cli_args import Parser, fraction_pruned, run_script, whole_number  # noqa: 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPARSITIES = (0.25, 0.5, 0.75)
 GPU_BATCH_SIZES, GPU_LENGTHS = (1, 32, 128), (128, 512)
-# (model, batch size, length, dtypes, try torch.compile): about 10 minutes on 2 CPU cores.
+# (model, batch size, length, dtypes, try torch.compile): about 5 minutes on 2 CPU cores.
 CPU_CELLS = (
     ("minilm", 1, 128, ("float32", "bfloat16"), False),
     ("minilm", 32, 128, ("float32", "bfloat16"), True),
