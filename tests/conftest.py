@@ -1,4 +1,5 @@
-"""Shared fixtures: the packaged MiniLM checkpoint and the real Marathi headlines in ../shared."""
+"""Shared fixtures: the packaged MiniLM checkpoint, the real Marathi headlines in ../shared,
+a tiny BERT with random weights, and the repo's scripts loaded as modules."""
 
 import csv
 import importlib.util
@@ -48,3 +49,24 @@ def repo_script():
         return module
 
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_config():
+    """A 2-layer BERT small enough to compile in a second: 4 heads of 4, FFN 24, 32 positions."""
+    from jaxprune.config import BertConfig
+
+    return BertConfig(
+        vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24,
+        max_position_embeddings=32, label_names=("a", "b", "c"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_params(tiny_bert_config):
+    """Random float32 params of ``tiny_bert_config`` (read-only: copy before changing them)."""
+    import jax
+
+    from jaxprune.bert import init_params
+
+    return init_params(tiny_bert_config, jax.random.key(0))

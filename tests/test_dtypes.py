@@ -18,37 +18,25 @@ import numpy as np
 import pytest
 
 from jaxprune import mask
-from jaxprune.bert import BertForSequenceClassification, attend, inference_logits, init_params
+from jaxprune.bert import BertForSequenceClassification, attend, inference_logits
 from jaxprune.bert_rules import bert_rules
-from jaxprune.config import BertConfig
 from jaxprune.distill import cross_entropy, distillation_loss
 
-CONFIG = BertConfig(
-    vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=32,
-    max_position_embeddings=16, label_names=("a", "b", "c"),
-)
-
-
-@pytest.fixture(scope="module")
-def params():
-    return init_params(CONFIG, jax.random.key(0))
-
-
-def _inputs(batch: int = 3, length: int = 8):
-    ids = jax.random.randint(jax.random.key(1), (batch, length), 0, CONFIG.vocab_size)
+def _inputs(vocab_size: int, batch: int = 3, length: int = 8):
+    ids = jax.random.randint(jax.random.key(1), (batch, length), 0, vocab_size)
     attention_mask = jnp.ones((batch, length), jnp.int32).at[0, 5:].set(0)
     return ids, attention_mask
 
 
-def test_float32_forward_is_strict(params):
-    ids, attention_mask = _inputs()
-    model = BertForSequenceClassification(CONFIG)
+def test_float32_forward_is_strict(tiny_bert_config, tiny_bert_params):
+    ids, attention_mask = _inputs(tiny_bert_config.vocab_size)
+    model = BertForSequenceClassification(tiny_bert_config)
     with jax.numpy_dtype_promotion("strict"):
-        logits = model.apply({"params": params}, ids, attention_mask)
-        trained = model.apply({"params": params}, ids, attention_mask, deterministic=False,
+        logits = model.apply({"params": tiny_bert_params}, ids, attention_mask)
+        trained = model.apply({"params": tiny_bert_params}, ids, attention_mask, deterministic=False,
                               rngs={"dropout": jax.random.key(2)})
         micro = jax.jit(lambda p, i, m: inference_logits(model, p, i, m, microbatch_size=2))(
-            params, ids, attention_mask)
+            tiny_bert_params, ids, attention_mask)
     assert logits.dtype == trained.dtype == micro.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(micro), np.asarray(logits), atol=1e-5)
 
@@ -64,8 +52,9 @@ def test_bfloat16_attention_is_strict():
 
 
 @pytest.mark.parametrize("method", ["topk", "soft"])
-def test_masks_and_schedule_are_strict(params, method):
-    layout = mask.build_layout(params, bert_rules(CONFIG))
+def test_masks_and_schedule_are_strict(tiny_bert_config, tiny_bert_params, method):
+    params = tiny_bert_params
+    layout = mask.build_layout(params, bert_rules(tiny_bert_config))
     scores = mask.init_scores(layout, jax.nn.initializers.normal(1.0), jax.random.key(3))
     schedule = mask.cubic_keep_schedule(total_steps=10, final_keep_fraction=0.5, initial_warmup_steps=2)
     config = mask.MaskConfig(method=method)

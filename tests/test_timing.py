@@ -9,9 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune.bert import init_params
 from jaxprune.compaction import compact
-from jaxprune.config import BertConfig
 from jaxprune.errors import JaxpruneError
 from jaxprune.timing import (
     TimingResult,
@@ -25,17 +23,6 @@ from jaxprune.timing import (
     write_results,
 )
 
-TINY = BertConfig(
-    vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24,
-    max_position_embeddings=32, label_names=("a", "b", "c"),
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_params():
-    return init_params(TINY, jax.random.key(0))
-
-
 def check_result(result: TimingResult, batch_size: int, seq_length: int, repeats: int, dtype: str):
     assert 0 < result.min_s <= result.median_s <= result.max_s
     assert result.repeats == repeats == len(result.times_s)
@@ -47,8 +34,9 @@ def check_result(result: TimingResult, batch_size: int, seq_length: int, repeats
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
-def test_time_forward_fields(tiny_params, dtype):
-    result = time_forward(tiny_params, TINY, batch_size=3, seq_length=8, dtype=dtype, repeats=4, warmup=1)
+def test_time_forward_fields(tiny_bert_params, tiny_bert_config, dtype):
+    result = time_forward(tiny_bert_params, tiny_bert_config, batch_size=3, seq_length=8, dtype=dtype, repeats=4,
+                          warmup=1)
     check_result(result, 3, 8, 4, jnp.dtype(dtype).name)
     as_dict = json.loads(json.dumps(result.to_dict()))
     assert as_dict["times_s"] == list(result.times_s)
@@ -56,25 +44,25 @@ def test_time_forward_fields(tiny_params, dtype):
         result.median_s = 0.0
 
 
-def test_compiled_forward_returns_logits(tiny_params):
-    run, compile_s = compiled_forward(tiny_params, TINY, 2, 5)
+def test_compiled_forward_returns_logits(tiny_bert_params, tiny_bert_config):
+    run, compile_s = compiled_forward(tiny_bert_params, tiny_bert_config, 2, 5)
     logits = run()
-    assert logits.shape == (2, TINY.num_labels) and logits.dtype == jnp.float32
+    assert logits.shape == (2, tiny_bert_config.num_labels) and logits.dtype == jnp.float32
     assert compile_s > 0
 
 
-def test_compare_inference_with_compacted_model(tiny_params):
+def test_compare_inference_with_compacted_model(tiny_bert_params, tiny_bert_config):
     # Zero heads 1-3 of layer 0 (value columns and output rows) and half the
     # neurons of layer 1, then compact: a genuinely smaller per-layer model.
-    params = jax.tree.map(np.array, tiny_params)
-    d = TINY.head_dim
+    params = jax.tree.map(np.array, tiny_bert_params)
+    d = tiny_bert_config.head_dim
     layer0, layer1 = params["encoder"]["layer_0"], params["encoder"]["layer_1"]
     layer0["attention"]["output"]["kernel"][d:, :] = 0.0
     layer1["output"]["kernel"][12:, :] = 0.0
-    small_params, small_config, _ = compact(params, TINY)
+    small_params, small_config, _ = compact(params, tiny_bert_config)
     assert small_config.heads_per_layer == (1, 4) and small_config.intermediate_sizes == (24, 12)
 
-    out = compare_inference((tiny_params, TINY), (small_params, small_config),
+    out = compare_inference((tiny_bert_params, tiny_bert_config), (small_params, small_config),
                             batch_size=2, seq_length=8, dtype=jnp.float32, repeats=3, warmup=1)
     json.dumps(out)
     assert out["speedup"] == pytest.approx(out["dense_median_s"] / out["compacted_median_s"])
@@ -97,11 +85,12 @@ def test_side_by_side_alternates():
     assert (stats["median_s"], stats["min_s"], stats["max_s"], stats["sequences_per_s"]) == (2.0, 1.0, 3.0, 2.0)
 
 
-def test_bad_arguments(tiny_params):
+def test_bad_arguments(tiny_bert_params, tiny_bert_config):
     with pytest.raises(JaxpruneError):
-        time_forward(tiny_params, TINY, batch_size=1, seq_length=8, repeats=0)
+        time_forward(tiny_bert_params, tiny_bert_config, batch_size=1, seq_length=8, repeats=0)
     with pytest.raises(JaxpruneError):
-        time_forward(tiny_params, TINY, batch_size=1, seq_length=TINY.max_position_embeddings + 1)
+        time_forward(tiny_bert_params, tiny_bert_config, batch_size=1,
+                     seq_length=tiny_bert_config.max_position_embeddings + 1)
 
 
 def test_versions_and_device():
