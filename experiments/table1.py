@@ -46,7 +46,7 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 "--seed", str(args.seed), "--precision", args.precision]
         for flag, value in (("--data-dir", args.data_dir), ("--model", args.model), ("--epochs", args.epochs),
                             ("--teacher-epochs", args.teacher_epochs), ("--batch-size", args.batch_size),
-                            ("--max-length", args.max_length)):
+                            ("--max-length", args.max_length), ("--pooling", args.pooling)):
             if value is not None:
                 argv += [flag, str(value)]
         if distill:
@@ -172,7 +172,8 @@ def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
 def main(argv=None) -> int:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=None)
-    p.add_argument("--model", default=None)
+    p.add_argument("--model", default=None, help="e5-small (default), minilm, a BERT folder or a hub id")
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None, help="default: the model's own")
     p.add_argument("--output-dir", default="results/table1")
     p.add_argument("--sparsities", type=fraction_pruned, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--epochs", type=whole_number(1), default=None)

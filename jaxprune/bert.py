@@ -2,7 +2,8 @@
 
 Word + absolute position + token-type embeddings, post-LayerNorm blocks with the
 config's epsilon, exact (erf) GELU for ``hidden_act="gelu"``, padding masked out
-of attention, pooler (dense + tanh on [CLS]) and a linear classifier. Dropout is
+of attention, pooler (dense + tanh on [CLS]) or the mean over tokens
+(``classifier_pooling``), and a linear classifier. Dropout is
 active only when ``deterministic=False``.
 
 Parameters are always float32; ``dtype`` is the compute dtype (float32 or
@@ -228,8 +229,15 @@ class BertEncoder(nn.Module):
         return x
 
 
+def mean_pool(hidden: Array, attention_mask: Array) -> Array:
+    """(B, T, H) hidden states averaged over the unmasked tokens -> (B, H) float32."""
+    weights = attention_mask.astype(jnp.float32)[..., None]
+    total = jnp.sum(hidden.astype(jnp.float32) * weights, axis=1)
+    return total / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+
+
 class BertForSequenceClassification(nn.Module):
-    """BERT encoder + pooler + classifier.
+    """BERT encoder + pooling (``config.classifier_pooling``) + classifier.
 
     Call with ``input_ids`` (B, T) int, ``attention_mask`` (B, T) int/bool and
     optionally ``token_type_ids`` (B, T); returns logits (B, num_labels) float32.
@@ -253,7 +261,10 @@ class BertForSequenceClassification(nn.Module):
             token_type_ids = jnp.zeros_like(input_ids)
         x = BertEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, deterministic)
         x = BertEncoder(cfg, self.dtype, name="encoder")(x, attention_mask, deterministic)
-        pooled = jnp.tanh(_dense(cfg.hidden_size, self.dtype, "pooler")(x[:, 0]))
+        if cfg.classifier_pooling == "mean":
+            pooled = mean_pool(x, attention_mask).astype(self.dtype)
+        else:
+            pooled = jnp.tanh(_dense(cfg.hidden_size, self.dtype, "pooler")(x[:, 0]))
         dropout = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
         pooled = nn.Dropout(dropout)(pooled, deterministic=deterministic)
         logits = _dense(cfg.num_labels, self.dtype, "classifier")(pooled)

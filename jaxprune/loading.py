@@ -169,6 +169,7 @@ def from_pretrained(
     *,
     seed: int = 0,
     allow_pickle: bool = False,
+    classifier_pooling: str | None = None,
 ) -> tuple[Params, BertConfig]:
     """Load a Hugging Face BERT checkpoint as ``(params, config)``.
 
@@ -180,6 +181,8 @@ def from_pretrained(
         size, the pooler/classifier it lacks is freshly initialised with ``seed``.
       allow_pickle: read ``pytorch_model.bin`` (with torch's weights-only mode)
         when there are no safetensors. Off by default: never unpickle silently.
+      classifier_pooling: ``"cls"`` or ``"mean"`` (see :class:`BertConfig`); ``None``
+        keeps the checkpoint's ``classifier_pooling`` (``"cls"`` when it has none).
 
     Returns:
       float32 params in the layout of :class:`jaxprune.bert.BertForSequenceClassification`
@@ -190,6 +193,8 @@ def from_pretrained(
     config = BertConfig.load(folder, num_labels=num_labels)
     if label_names is not None:
         config = config.with_labels(label_names)
+    if classifier_pooling is not None:
+        config = config.replace(classifier_pooling=classifier_pooling)
     state = read_state_dict(folder, allow_pickle=allow_pickle)
 
     shapes = param_shapes(config)

