@@ -377,3 +377,29 @@ def test_bfloat16_step_keeps_float32_state():
         assert value.dtype == jnp.float32, name
         assert np.isfinite(float(value)), name
     assert not leaves_equal(state.params, params)
+
+
+def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_model_folder, tiny_data_dir,
+                                                                  repo_script, capsys):
+    """experiments/teacher.py fine-tunes and evaluates the teacher alone; run.py with the same
+    settings reuses it, and the exported models keep the mean pooling."""
+    flags = ["--model", str(tiny_model_folder), "--data-dir", str(tiny_data_dir), "--teacher-epochs", "1",
+             "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--pooling", "mean",
+             "--teacher-cache", str(tmp_path / "teachers")]
+    assert repo_script("experiments/teacher.py").main([*flags, "--output-dir", str(tmp_path / "t")]) == 0
+    baseline = json.loads((tmp_path / "t" / "teacher.json").read_text(encoding="utf-8"))
+    assert baseline["pooling"] == "mean" and baseline["teacher"]["reused"] is False
+    assert baseline["chance_accuracy"] == pytest.approx(1 / 3) and 0 <= baseline["accuracy"] <= 1
+    assert "accuracy" in capsys.readouterr().out
+
+    assert repo_script("experiments/run.py").main([*flags, "--sparsity", "0.5", "--output-dir",
+                                                   str(tmp_path / "run")]) == 0
+    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert results["teacher"]["reused"] is True and results["pooling"] == "mean"
+    assert results["teacher_accuracy"] == baseline["accuracy"]
+    ids = np.array([[10, 25, 31, 0, 0, 0, 0, 0], [12, 40, 22, 51, 33, 0, 0, 0]])
+    for name in ("pruned", "compacted"):
+        _, config = from_pretrained(tmp_path / "run" / name)
+        assert config.classifier_pooling == "mean"
+    np.testing.assert_allclose(_logits(tmp_path / "run" / "compacted", ids), _logits(tmp_path / "run" / "pruned", ids),
+                               atol=1e-5)
