@@ -39,9 +39,9 @@ def positive_number(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; pass e.g. 1e-4") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value} must be positive; pass e.g. 1e-4")
+        raise argparse.ArgumentTypeError(f"{value} must be positive")
     return value
 
 

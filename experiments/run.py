@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sparsity", type=fraction_pruned, default=0.25,
                    help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
+    p.add_argument("--temperature", type=positive_number, default=2.0,
+                   help="distillation temperature T (loss = 0.5 CE + 0.5 T^2 KL at T)")
     p.add_argument("--method", choices=("topk", "soft"), default="topk", help="movement pruning variant")
     p.add_argument("--attention", choices=("heads", "blocks"), default="heads",
                    help="prune attention by whole heads (compactable) or 32x32 blocks")
@@ -88,7 +90,7 @@ def build_config(args: argparse.Namespace):
     student = TrainConfig(
         epochs=args.epochs or preset["epochs"],
         learning_rate=args.learning_rate or preset["learning_rate"],
-        sparsity=args.sparsity, distill=args.distill, method=args.method,
+        sparsity=args.sparsity, distill=args.distill, temperature=args.temperature, method=args.method,
         attention_blocks=args.attention, scope=args.scope, **common,
     )
     teacher = TrainConfig(

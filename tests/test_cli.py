@@ -132,6 +132,7 @@ def test_run_without_the_default_models_package_says_how_to_install_it(tmp_path,
 @pytest.mark.parametrize("flag, value, fragment", [
     ("--sparsity", "1.0", "out of range"), ("--sparsity", "-0.1", "out of range"), ("--sparsity", "abc", "not a number"),
     ("--learning-rate", "0", "must be positive"), ("--seed", "-1", "must be at least 0"),
+    ("--temperature", "0", "must be positive"), ("--pooling", "max", "invalid choice"),
 ])  # fmt: skip
 def test_run_rejects_bad_flags(tmp_path, inputs, flag, value, fragment):
     out = tmp_path / "out"
