@@ -348,11 +348,11 @@ def model_folder(cache_dir: str | os.PathLike | None = None) -> str:
     """
     from filelock import FileLock
 
-    source = package_file()
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     final = root / f"multilingual-e5-small-{PACKAGE}-{PACKAGE_VERSION}"
-    if (final / MARKER_NAME).is_file():
+    if (final / MARKER_NAME).is_file():  # converted before from the checked file
         return str(final)
+    source = package_file()
     try:
         root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(final) + ".lock")
