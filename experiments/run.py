@@ -32,6 +32,10 @@ PRESETS = {
 }
 
 
+# Named models whose vocabulary is pruned unless --no-prune-vocab (README: "Two levers").
+PRUNE_VOCAB_BY_DEFAULT = ("e5-small",)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sparsity", type=fraction_pruned, default=0.25,
@@ -54,6 +58,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pooling", choices=("cls", "mean"), default=None,
                    help="what the classifier reads: the [CLS] pooler or the mean over tokens "
                         "(default: the model's own; mean for e5-small, cls otherwise)")
+    p.add_argument("--prune-vocab", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep only the word pieces the training texts use (and --vocab-corpus), before the "
+                        "teacher is fine-tuned (default: on for e5-small, off otherwise)")
+    p.add_argument("--vocab-corpus", default=None, metavar="FILE",
+                   help="UTF-8 text file, one text per line, whose pieces the pruned vocabulary also keeps "
+                        "(unlabelled text of the task's domain; never eval or test text)")
+    p.add_argument("--vocab-script-pieces", action="store_true",
+                   help="with --prune-vocab: also keep every piece written in the corpus's main script "
+                        "(more rows, fewer eval texts split differently than the original would)")
     p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
     p.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"), help="MahaNews variant")
     p.add_argument("--epochs", type=whole_number(1), default=None, help="student epochs")
@@ -77,7 +90,8 @@ def build_config(args: argparse.Namespace):
     from jaxprune.experiment import ExperimentConfig
     from jaxprune.train import TrainConfig
 
-    from jaxprune.sources import NAMED_MODELS
+    from jaxprune.errors import JaxpruneError
+    from jaxprune.sources import DEFAULT_MODEL, NAMED_MODELS
 
     # A named offline model on the embedded corpus is the demo; a folder or hub id is an experiment.
     custom_data = args.data_dir is not None or (args.model is not None and args.model not in NAMED_MODELS)
@@ -97,11 +111,17 @@ def build_config(args: argparse.Namespace):
         epochs=args.teacher_epochs or max(preset["teacher_epochs"], 1),
         learning_rate=preset["teacher_learning_rate"], **common,
     )
+    model = args.model or preset["model"]
+    prune_vocab = args.prune_vocab if args.prune_vocab is not None else (model or DEFAULT_MODEL) in PRUNE_VOCAB_BY_DEFAULT
+    for flag, given in (("--vocab-corpus", args.vocab_corpus is not None),
+                        ("--vocab-script-pieces", args.vocab_script_pieces)):
+        if given and not prune_vocab:
+            raise JaxpruneError(f"{flag} needs vocabulary pruning; drop --no-prune-vocab or {flag}")
     name = f"s{args.sparsity:g}{'-kd' if args.distill else ''}-{args.method}-{'bf16' if dtype == 'bfloat16' else 'fp32'}"
     return ExperimentConfig(
         student=student,
         teacher=teacher,
-        model=args.model or preset["model"],
+        model=model,
         pooling=args.pooling,
         dataset="mahanews" if args.data_dir else preset["dataset"],
         data_dir=args.data_dir,
@@ -110,6 +130,9 @@ def build_config(args: argparse.Namespace):
         output_dir=args.output_dir or os.path.join("runs", name),
         teacher_cache=args.teacher_cache,
         teacher_in_step=args.teacher_in_step,
+        prune_vocab=prune_vocab,
+        vocab_corpus=args.vocab_corpus,
+        vocab_script_pieces=args.vocab_script_pieces,
         country_iso_code=args.country,
         resume=args.resume,
     )

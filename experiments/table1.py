@@ -33,14 +33,17 @@ PAPER_TABLE = """| Model | Params (M) | % reduction | % decrease in inference ti
 | 75% pruned | 177 | 26 | ... | 2.25x | ... | ... |"""
 
 
-def experiments(sparsities: list[float]) -> list[tuple[str, float, bool]]:
-    return [(f"s{int(s * 100)}{'-kd' if kd else ''}", s, kd) for s in sparsities for kd in (False, True)]
+def experiments(sparsities: list[float], vocab_sparsities: list[float]) -> list[tuple[str, float, bool, bool]]:
+    """``(name, sparsity, distill, prune_vocab)``: the paper's grid, then distilled students
+    of a vocabulary-pruned teacher."""
+    grid = [(f"s{int(s * 100)}{'-kd' if kd else ''}", s, kd, False) for s in sparsities for kd in (False, True)]
+    return grid + [(f"s{int(s * 100)}-kd-vocab", s, True, True) for s in vocab_sparsities]
 
 
 def run_all(args: argparse.Namespace) -> list[dict]:
     out = Path(args.output_dir)
     results = []
-    for name, sparsity, distill in experiments(args.sparsities):
+    for name, sparsity, distill, prune_vocab in experiments(args.sparsities, args.vocab_sparsities):
         folder = out / name
         argv = ["--sparsity", str(sparsity), "--output-dir", str(folder), "--teacher-cache", str(out / "teachers"),
                 "--seed", str(args.seed), "--precision", args.precision]
@@ -51,6 +54,9 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 argv += [flag, str(value)]
         if distill:
             argv.append("--distill")
+        argv.append("--prune-vocab" if prune_vocab else "--no-prune-vocab")
+        if prune_vocab and args.vocab_corpus:
+            argv += ["--vocab-corpus", args.vocab_corpus]
         if (folder / "results.json").is_file() or (folder / "checkpoints").is_dir():
             argv.append("--resume")  # skip a finished run, continue an interrupted one
         if args.report_only:
@@ -70,26 +76,34 @@ def table_rows(results: list[dict]) -> list[dict]:
     """The paper's columns (+ macro-F1, compacted size, device) for the baseline and each run."""
     if not results:
         return []
-    first = results[0]
-    dense_time = first["speedup"]["dense_median_s"]
-    base_params = first["params_total"]
-    rows = [{
-        "name": "baseline (fine-tuned teacher)", "sparsity": 0.0, "distill": False,
-        "params_m": base_params / 1e6, "params_reduction_pct": 0.0,
-        "params_nonzero_m": None, "inference_time_decrease_pct": 0.0, "speedup": 1.0,
-        "inference_ms": dense_time * 1e3, "accuracy_pct": 100 * first["teacher_accuracy"],
-        "macro_f1_pct": 100 * first["teacher_macro_f1"], "kg_co2": None, "encoder_sparsity": 0.0,
-        "device": first["speedup"].get("device", first["device"]),
-    }]
+    def vocabulary(r: dict) -> int | None:
+        return (r.get("vocabulary") or {}).get("kept_pieces")
+
+    # The original model's size: before vocabulary pruning, if any.
+    original = results[0].get("params_before_vocab_pruning", results[0]["params_total"])
+    rows = []
+    for label, first in (("baseline (fine-tuned teacher)", results[0]),
+                         ("baseline + vocabulary pruning (its teacher)",
+                          next((r for r in results if vocabulary(r)), None))):
+        if first is None:
+            continue
+        rows.append({
+            "name": label, "sparsity": 0.0, "distill": False, "vocabulary": vocabulary(first),
+            "params_m": first["params_total"] / 1e6, "params_reduction_pct": 100 * (1 - first["params_total"] / original),
+            "params_nonzero_m": None, "inference_time_decrease_pct": 0.0, "speedup": 1.0,
+            "inference_ms": first["speedup"]["dense_median_s"] * 1e3, "accuracy_pct": 100 * first["teacher_accuracy"],
+            "macro_f1_pct": 100 * first["teacher_macro_f1"], "kg_co2": None, "encoder_sparsity": 0.0,
+            "device": first["speedup"].get("device", first["device"]),
+        })
     for r in results:
         compacted = r["params_after_compaction"]
         speed = r["speedup"]
         rows.append({
-            "name": r["name"], "sparsity": r["sparsity"], "distill": r["distill"],
+            "name": r["name"], "sparsity": r["sparsity"], "distill": r["distill"], "vocabulary": vocabulary(r),
             # The size after compaction, not a count of non-zeros: a dequantised 4-bit model
             # (e5-small) has exact zeros of its own (about 11M in its embeddings).
             "params_m": compacted / 1e6,
-            "params_reduction_pct": 100 * (1 - compacted / r["params_total"]),
+            "params_reduction_pct": 100 * (1 - compacted / original),
             "params_nonzero_m": r["params_nonzero"] / 1e6,
             "inference_time_decrease_pct": 100 * (1 - speed["compacted_median_s"] / speed["dense_median_s"]),
             "speedup": speed["speedup"], "inference_ms": speed["compacted_median_s"] * 1e3,
@@ -102,6 +116,7 @@ def table_rows(results: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict], command: str, results: list[dict]) -> str:
     speed = results[0]["speedup"]
+    original = results[0].get("params_before_vocab_pruning", results[0]["params_total"])
     lines = [
         "# Table I, reproduced with jaxprune",
         "",
@@ -112,14 +127,20 @@ def markdown(rows: list[dict], command: str, results: list[dict]) -> str:
         f"Model: {results[0]['model']}; data: {results[0]['dataset']} (train {results[0]['split_sizes'].get('train')}, "
         f"eval {results[0]['split_sizes'].get('eval')}).",
         "",
-        "| Model | Params (M, after compaction) | % reduction in params | % decrease in inference time "
-        "| Speedup | Accuracy (%) | Macro-F1 (%) | kg CO2eq (training) |",
-        "|---|---|---|---|---|---|---|---|",
+        "Params: the whole model (embeddings included) after compaction; % reduction against the original "
+        f"model ({original / 1e6:.2f}M). Speedup: each compacted model against its own dense (uncompacted) "
+        "form, so it measures encoder pruning alone (vocabulary pruning removes embedding rows; a lookup "
+        "reads one row per token either way).",
+        "",
+        "| Model | Vocabulary (pieces) | Params (M, after compaction) | % reduction in params "
+        "| % decrease in inference time | Speedup | Accuracy (%) | Macro-F1 (%) | kg CO2eq (training) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         co2 = "-" if r["kg_co2"] is None else f"{r['kg_co2']:.2e}"
+        pieces = "all" if r["vocabulary"] is None else f"{r['vocabulary']:,}"
         lines.append(
-            f"| {r['name']} | {r['params_m']:.2f} | {r['params_reduction_pct']:.1f} "
+            f"| {r['name']} | {pieces} | {r['params_m']:.2f} | {r['params_reduction_pct']:.1f} "
             f"| {r['inference_time_decrease_pct']:.1f} | {r['speedup']:.2f}x | {r['accuracy_pct']:.2f} "
             f"| {r['macro_f1_pct']:.2f} | {co2} |"
         )
@@ -136,7 +157,7 @@ def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
     paths = []
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for r in rows:
-        marker = "*" if r["sparsity"] == 0 else ("o" if r["distill"] else "s")
+        marker = "*" if r["sparsity"] == 0 else "D" if r["vocabulary"] else ("o" if r["distill"] else "s")
         ax.scatter(r["inference_ms"], r["accuracy_pct"], marker=marker, s=90)
         ax.annotate(r["name"], (r["inference_ms"], r["accuracy_pct"]), textcoords="offset points", xytext=(5, 4),
                     fontsize=8)
@@ -178,6 +199,10 @@ def main(argv=None) -> int:
     p.add_argument("--pooling", choices=("cls", "mean"), default=None, help="default: the model's own")
     p.add_argument("--output-dir", default="results/table1")
     p.add_argument("--sparsities", type=fraction_pruned, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--vocab-sparsities", type=fraction_pruned, nargs="*", default=[0.25, 0.75],
+                   help="sparsities of the extra distilled students with a pruned vocabulary (none: no such rows)")
+    p.add_argument("--vocab-corpus", default=None, metavar="FILE",
+                   help="unlabelled text whose pieces the pruned vocabulary also keeps (see run.py)")
     p.add_argument("--epochs", type=whole_number(1), default=None)
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None)
     p.add_argument("--batch-size", type=whole_number(1), default=None)

@@ -49,6 +49,9 @@ class ExperimentConfig:
     head reads; ``None`` keeps the model's own choice (e5-small: mean, others: cls).
     ``data_dir=None`` with ``dataset="offline"`` is the project's own headline corpus,
     with ``dataset="mahanews"`` the public MahaNews CSVs (needs internet).
+    ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
+    text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`);
+    ``vocab_script_pieces`` keeps every piece of the corpus's main script as well.
     """
 
     student: TrainConfig = TrainConfig()
@@ -63,6 +66,9 @@ class ExperimentConfig:
     output_dir: str = "runs/default"
     teacher_cache: str | None = None  # default: <output_dir>/../teachers
     teacher_in_step: bool = False
+    prune_vocab: bool = False
+    vocab_corpus: str | None = None
+    vocab_script_pieces: bool = False
     country_iso_code: str = "IND"
     speed_repeats: int = 10
     checkpoint_every: int = 100
@@ -165,6 +171,59 @@ def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: 
     return classification_report(logits.argmax(-1), encoded.labels, model_config.label_names)
 
 
+def teacher_cache_root(config: ExperimentConfig) -> Path:
+    return Path(config.teacher_cache or Path(config.output_dir).resolve().parent / "teachers")
+
+
+def read_vocab_corpus(path: str) -> list[str]:
+    """The non-blank lines of a UTF-8 text file: unlabelled text for the vocabulary."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise JaxpruneError(f"vocabulary corpus {path} does not exist; pass a text file to --vocab-corpus") from None
+    except IsADirectoryError:
+        raise JaxpruneError(f"vocabulary corpus {path} is a folder; pass a text file to --vocab-corpus") from None
+    except UnicodeDecodeError:
+        raise JaxpruneError(f"vocabulary corpus {path} is not UTF-8 text; convert it or pass another "
+                            f"--vocab-corpus") from None
+    except OSError as err:
+        raise JaxpruneError(f"cannot read vocabulary corpus {path} ({err.strerror}); pass a readable "
+                            f"--vocab-corpus") from None
+    texts = [line.strip() for line in lines if line.strip()]
+    if not texts:
+        raise JaxpruneError(f"vocabulary corpus {path} has no text; pass a file with one text per line to --vocab-corpus")
+    return texts
+
+
+def prune_vocabulary_folder(config: ExperimentConfig, folder: str, train_texts, eval_texts, log) -> tuple[str, dict]:
+    """The model folder with the vocabulary of the training texts (and ``vocab_corpus``),
+    made once per model and corpus in the teacher cache; and what pruning did."""
+    from jaxprune import vocab
+
+    texts = list(train_texts) + (read_vocab_corpus(config.vocab_corpus) if config.vocab_corpus else [])
+    key_data = {"model": os.path.abspath(folder), "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
+    if config.vocab_script_pieces:  # (added later: keys of folders made without it stay as they were)
+        key_data["script_pieces"] = True
+    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+    destination = teacher_cache_root(config) / f"vocab-{key}"
+    reused = (destination / vocab.VOCABULARY_NAME).is_file()
+    vocabulary = vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=config.vocab_script_pieces)
+    fallback = vocab.fallback_report(load_tokenizer(folder), vocabulary, eval_texts)
+    hidden = BertConfig.load(destination).hidden_size
+    rows_before, rows_after = vocab.original_vocab_size(destination), vocabulary.size
+    info = {
+        **vocabulary.summary(), "folder": str(destination), "reused": reused, "corpus_texts": len(texts),
+        "vocab_corpus": config.vocab_corpus, "embedding_rows_before": rows_before,
+        "embedding_rows_after": rows_after, "embedding_params_removed": (rows_before - rows_after) * hidden,
+        "eval_fallback": fallback,
+    }
+    log(f"vocabulary: kept {vocabulary.size:,} of {vocabulary.original_size:,} pieces "
+        f"({len(texts):,} texts; {rows_before - rows_after:,} embedding rows removed); "
+        f"{fallback['texts_changed']} of {fallback['texts']} eval texts use a dropped piece "
+        f"({fallback['dropped_pieces_fraction']:.2%} of their pieces), tokenized with smaller pieces instead")
+    return str(destination), info
+
+
 def prepare_teacher(
     config: ExperimentConfig, folder: str, is_classifier: bool, label_names, encoded_train, data_info, log
 ) -> tuple:
@@ -187,7 +246,7 @@ def prepare_teacher(
         "train": dataclasses.asdict(config.teacher),
     }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    cache_root = Path(config.teacher_cache or Path(config.output_dir).resolve().parent / "teachers")
+    cache_root = teacher_cache_root(config)
     final = cache_root / key
     if (final / "config.json").is_file():
         params, model_config = from_pretrained(final)
@@ -235,6 +294,7 @@ class Baseline:
     model_config: BertConfig
     info: dict
     metrics: dict
+    vocabulary: dict | None = None  # what vocabulary pruning did, when it ran
 
 
 def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
@@ -255,6 +315,10 @@ def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
     for message in data_info.messages:
         log(f"data: {message}")
     label_names = data_info.label_names
+    vocab_info = None
+    if config.prune_vocab:
+        folder, vocab_info = prune_vocabulary_folder(config, folder, splits["train"]["text"],
+                                                     splits["eval"]["text"], log)
     tokenizer = load_tokenizer(folder)
     # Buckets from 32 tokens: fewer shapes to compile, little padding for headlines.
     encoded_train = encode_split(splits["train"], tokenizer, config.max_length, smallest_bucket=32)
@@ -272,7 +336,7 @@ def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
     log(f"teacher accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
         f"({len(encoded_eval)} eval examples; chance {1 / len(label_names):.4f})")
     return Baseline(folder, tokenizer, data_info, encoded_train, encoded_eval, teacher_params, teacher_config,
-                    teacher_info, metrics)
+                    teacher_info, metrics, vocab_info)
 
 
 def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
@@ -283,7 +347,9 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         if not config.resume:
             raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
         finished = json.loads(results_path.read_text(encoding="utf-8"))
-        changed = _differences(_settings(finished.get("config", {})), _settings(dataclasses.asdict(config)))
+        # Settings added since that run was made had their default then.
+        recorded = {**dataclasses.asdict(ExperimentConfig()), **finished.get("config", {})}
+        changed = _differences(_settings(recorded), _settings(dataclasses.asdict(config)))
         if changed:
             raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
                                 f"pass a new --output-dir, or the settings it was made with")
@@ -294,6 +360,7 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     encoded_train, encoded_eval = base.encoded_train, base.encoded_eval
     teacher_params, teacher_config, teacher_info = base.params, base.model_config, base.info
     teacher_metrics, label_names = base.metrics, teacher_config.label_names
+    vocabulary = base.vocabulary or {}
     batch_size = config.student.batch_size
 
     teacher_logits = None
@@ -336,6 +403,12 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         "method": config.student.method,
         "precision": config.student.compute_dtype,
         "params_total": count_params(final),
+        "vocabulary_pruned": base.vocabulary is not None,
+        "params_before_vocab_pruning": count_params(final) + vocabulary.get("embedding_params_removed", 0),
+        "params_after_vocab_pruning": count_params(final),
+        "kept_pieces": vocabulary.get("kept_pieces"),
+        "eval_fallback_rate": vocabulary["eval_fallback"]["texts_changed_fraction"] if vocabulary else None,
+        "vocabulary": base.vocabulary,
         "params_nonzero": int(sparsity["params_remaining"]),
         "encoder_sparsity": float(sparsity["encoder_zero_fraction"]),
         "chance_accuracy": 1.0 / len(label_names),
@@ -369,6 +442,19 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     return results
 
 
+def _vocabulary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    vocabulary = results.get("vocabulary")
+    if not vocabulary:
+        return [("vocabulary", "not pruned (--prune-vocab keeps only the pieces the training texts use)")]
+    fallback = vocabulary["eval_fallback"]
+    return [
+        ("vocabulary", f"{vocabulary['kept_pieces']:,} of {vocabulary['original_pieces']:,} pieces kept; params "
+                       f"{results['params_before_vocab_pruning']:,} -> {results['params_after_vocab_pruning']:,}"),
+        ("eval texts with dropped pieces", f"{fallback['texts_changed']} of {fallback['texts']} "
+                                           f"({fallback['texts_changed_fraction']:.1%}; tokenized with smaller pieces)"),
+    ]
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """A short human-readable summary of one results dict."""
     speed = results.get("speedup") or {}
@@ -383,6 +469,7 @@ def summary_table(results: dict[str, Any]) -> str:
         ("student accuracy", f"{results['accuracy']:.4f}"),
         ("student macro-F1", f"{results['macro_f1']:.4f}"),
         ("encoder sparsity", f"{results['encoder_sparsity']:.3f}"),
+        *_vocabulary_rows(results),
         ("params (total / non-zero)", f"{results['params_total']:,} / {results['params_nonzero']:,}"),
         ("params after compaction", f"{results['params_after_compaction']:,}"),
         ("inference speedup", f"{speed.get('speedup', float('nan')):.2f}x (batch {speed.get('batch_size')}, "

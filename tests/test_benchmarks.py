@@ -116,3 +116,22 @@ def test_inference_benchmark_keeps_the_cells_timed_before_it_stopped(tmp_path, r
     assert [(row["batch_size"], row["variant"]) for row in written["rows"]] == [(1, "dense"), (1, "s50")]
     assert "partial: 1 of 2 cells timed so far" in written["notes"]
     assert "| minilm | 1x8 | float32 | s50 |" in json_file.with_suffix(".md").read_text()
+
+
+def test_vocab_step_benchmark_times_both_vocabularies(tmp_path, repo_script):
+    vocab_step = repo_script("benchmarks/vocab_step.py")
+    payload = vocab_step.main(["--model", "minilm", "--batch-size", "2", "--lengths", "16", "24", "--repeats", "2",
+                               "--warmup", "0", "--out", str(tmp_path)])
+    rows = {(row["seq_length"], row["variant"]): row for row in payload["rows"]}
+    assert list(rows) == [(16, "full vocabulary"), (16, "pruned vocabulary"), (24, "full vocabulary"),
+                          (24, "pruned vocabulary")]
+    kept = payload["vocabulary"]["kept_pieces"]
+    assert 0 < kept < payload["vocabulary"]["original_pieces"] == 30522
+    for (length, variant), row in rows.items():
+        full = rows[length, "full vocabulary"]
+        assert row["params"] == full["params"] - (30522 - kept) * 384 * (variant == "pruned vocabulary")
+        assert len(row["times_s"]) == 2
+        assert row["speedup_vs_full"] == pytest.approx(full["step"]["median_s"] / row["step"]["median_s"])
+    assert payload["train_texts"] == 240  # the embedded corpus's training split, nothing else
+    (markdown,) = tmp_path.glob("vocab_step_cpu_*.md")
+    assert "| 24 | pruned vocabulary |" in markdown.read_text()

@@ -355,3 +355,23 @@ def test_run_says_how_to_resume_after_ctrl_c(tmp_path, capsys, monkeypatch, repo
     assert status == 130
     assert capsys.readouterr().err.splitlines() == [
         "error: interrupted; rerun the same command with --resume to continue"]
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "empty", "latin1", "without pruning"])
+def test_run_rejects_a_bad_vocabulary_corpus(tmp_path, inputs, case):
+    corpus = {"missing": tmp_path / "no-such.txt", "folder": tmp_path, "empty": tmp_path / "empty.txt",
+              "latin1": tmp_path / "latin1.txt", "without pruning": tmp_path / "good.txt"}[case]
+    (tmp_path / "empty.txt").write_text("\n  \n", encoding="utf-8")
+    (tmp_path / "latin1.txt").write_bytes("café crème\n".encode("latin-1"))
+    (tmp_path / "good.txt").write_text("some text\n", encoding="utf-8")
+    out, teachers = tmp_path / "out", tmp_path / "teachers"
+    flags = ["--no-prune-vocab"] if case == "without pruning" else ["--prune-vocab"]
+    result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
+                        "--output-dir", str(out), "--teacher-cache", str(teachers), "--epochs", "1",
+                        "--teacher-epochs", "1", "--max-length", "32", *flags, "--vocab-corpus", str(corpus)],
+                  tmp_path)
+    fragment = {"missing": "does not exist", "folder": "is a folder", "empty": "has no text",
+                "latin1": "not UTF-8", "without pruning": "needs vocabulary pruning"}[case]
+    _assert_one_error_line(result, "--vocab-corpus", fragment)
+    _assert_nothing_left(out)
+    _assert_nothing_left(teachers)

@@ -403,3 +403,46 @@ def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_
         assert config.classifier_pooling == "mean"
     np.testing.assert_allclose(_logits(tmp_path / "run" / "compacted", ids), _logits(tmp_path / "run" / "pruned", ids),
                                atol=1e-5)
+
+
+def test_run_with_a_pruned_vocabulary_exports_it(tmp_path, tiny_model_folder, tiny_data_dir, repo_script, capsys):
+    """run.py --prune-vocab: the vocabulary comes from the training split (+ --vocab-corpus)
+    before the teacher is fine-tuned; results.json says what it did; pruned/ loads in
+    transformers, compacted/ in jaxprune, both with the small vocabulary and the same outputs."""
+    torch = pytest.importorskip("torch")
+    from transformers import AutoTokenizer, BertForSequenceClassification as TorchBert
+
+    extra = tmp_path / "unlabelled.txt"
+    extra.write_text("zebra crossing\n\nquantum\n", encoding="utf-8")
+    flags = ["--model", str(tiny_model_folder), "--data-dir", str(tiny_data_dir), "--teacher-epochs", "1",
+             "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--sparsity", "0.5", "--distill",
+             "--teacher-cache", str(tmp_path / "teachers"), "--output-dir", str(tmp_path / "run"),
+             "--prune-vocab", "--vocab-corpus", str(extra)]
+    assert repo_script("experiments/run.py").main(flags) == 0
+    out = capsys.readouterr().out
+    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    vocabulary = results["vocabulary"]
+    assert results["vocabulary_pruned"] is True and results["config"]["prune_vocab"] is True
+    assert vocabulary["corpus_texts"] == results["split_sizes"]["train"] + 2  # training split + 2 lines
+    assert results["kept_pieces"] == vocabulary["kept_pieces"] < 30522
+    hidden = BertConfig.load(tiny_model_folder).hidden_size
+    assert (results["params_before_vocab_pruning"] - results["params_after_vocab_pruning"]
+            == (30522 - vocabulary["kept_pieces"]) * hidden)
+    assert results["params_after_vocab_pruning"] == results["params_total"] > results["params_after_compaction"]
+    assert 0.0 <= results["eval_fallback_rate"] <= 1.0 and "vocabulary" in out and "pieces kept" in out
+    teacher_folder = Path(results["teacher"]["source"])
+    assert BertConfig.load(teacher_folder).vocab_size == vocabulary["kept_pieces"]  # fine-tuned small
+
+    texts = ["क्रिकेट संघाने नवा विक्रम केला", "zebra quantum बँकेने"]
+    for name in ("pruned", "compacted"):
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / name)
+        assert len(tokenizer) == vocabulary["kept_pieces"] and "zebra" in tokenizer.get_vocab()
+        assert BertConfig.load(tmp_path / "run" / name).vocab_size == vocabulary["kept_pieces"]
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run" / "pruned")
+    batch = tokenizer(texts, padding="max_length", truncation=True, max_length=16, return_tensors="np")
+    model = TorchBert.from_pretrained(tmp_path / "run" / "pruned").eval()
+    with torch.no_grad():
+        torch_logits = model(input_ids=torch.from_numpy(batch["input_ids"]),
+                             attention_mask=torch.from_numpy(batch["attention_mask"])).logits.numpy()
+    np.testing.assert_allclose(_logits(tmp_path / "run" / "pruned", batch["input_ids"]), torch_logits, atol=1e-4)
+    np.testing.assert_allclose(_logits(tmp_path / "run" / "compacted", batch["input_ids"]), torch_logits, atol=1e-4)
