@@ -54,7 +54,8 @@ def run_all(args: argparse.Namespace) -> list[dict]:
                 argv += [flag, str(value)]
         if distill:
             argv.append("--distill")
-        argv.append("--prune-vocab" if prune_vocab else "--no-prune-vocab")
+        # The -vocab rows show the smallest vocabulary: the training text's pieces and characters.
+        argv += ["--prune-vocab", "--no-vocab-script-pieces"] if prune_vocab else ["--no-prune-vocab"]
         if prune_vocab and args.vocab_corpus:
             argv += ["--vocab-corpus", args.vocab_corpus]
         if (folder / "results.json").is_file() or (folder / "checkpoints").is_dir():

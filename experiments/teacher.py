@@ -38,7 +38,7 @@ def _baseline(args) -> None:
     write_json(out, {
         "model": describe(config.model), "pooling": base.model_config.classifier_pooling,
         "dataset": base.data_info.source, "split_sizes": base.data_info.split_sizes,
-        "chance_accuracy": 1 / len(labels), **base.metrics, "teacher": base.info,
+        "chance_accuracy": 1 / len(labels), **base.metrics, "teacher": base.info, "vocabulary": base.vocabulary,
         "config": dataclasses.asdict(config),
     })
     print(f"teacher ({describe(config.model)}, {base.model_config.classifier_pooling} pooling): "

@@ -50,8 +50,8 @@ class ExperimentConfig:
     ``data_dir=None`` with ``dataset="offline"`` is the project's own headline corpus,
     with ``dataset="mahanews"`` the public MahaNews CSVs (needs internet).
     ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
-    text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`);
-    ``vocab_script_pieces`` keeps every piece of the corpus's main script as well.
+    text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
+    with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
     """
 
     student: TrainConfig = TrainConfig()
@@ -68,7 +68,7 @@ class ExperimentConfig:
     teacher_in_step: bool = False
     prune_vocab: bool = False
     vocab_corpus: str | None = None
-    vocab_script_pieces: bool = False
+    vocab_script_pieces: bool = True
     country_iso_code: str = "IND"
     speed_repeats: int = 10
     checkpoint_every: int = 100

@@ -71,7 +71,7 @@ def test_wordpiece_words_it_cannot_split_stay_unknown():
     corpus = ["abc xbc"]
     assert tokenizer.encode(corpus[0]).tokens == ["[CLS]", "[UNK]", "x", "##bc", "[SEP]"]
 
-    vocabulary = vocab.prune_vocabulary(tokenizer, corpus)
+    vocabulary = vocab.prune_vocabulary(tokenizer, corpus, keep_script_pieces=False)
     assert "ab" in vocabulary.tokenizer.get_vocab() and "##qq" not in vocabulary.tokenizer.get_vocab()
     assert vocabulary.tokenizer.encode(corpus[0]).tokens == ["[CLS]", "[UNK]", "x", "##bc", "[SEP]"]
     pruned_ids = vocabulary.tokenizer.encode(corpus[0]).ids
@@ -87,7 +87,7 @@ def test_unigram_keeps_the_unknown_penalty_and_its_pieces():
     tokenizer = Tokenizer(models.Unigram(vocab_scores, unk_id=0))
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     corpus = ["ab a☃b", "ba"]
-    vocabulary = vocab.prune_vocabulary(tokenizer, corpus, keep_script_characters=False)
+    vocabulary = vocab.prune_vocabulary(tokenizer, corpus, keep_script_characters=False, keep_script_pieces=False)
     kept = set(vocabulary.tokenizer.get_vocab())
     assert {"zz", "<unk>", "▁ab", "▁a"} <= kept and "c" not in kept
     assert _same_pieces(tokenizer, vocabulary, corpus)
@@ -123,11 +123,28 @@ def test_text_outside_the_corpus_falls_back_to_kept_pieces(e5_folder, minilm_fol
 def test_the_vocabulary_comes_from_the_given_texts_only(e5_folder, shc_split):
     train, held_out = shc_split
     tokenizer = load_tokenizer(e5_folder)
-    vocabulary = vocab.prune_vocabulary(tokenizer, train)
+    vocabulary = vocab.prune_vocabulary(tokenizer, train, keep_script_pieces=False)
     train_ids = {i for ids in vocab.encode_pieces(tokenizer, train) for i in ids}
     held_out_only = {i for ids in vocab.encode_pieces(tokenizer, held_out) for i in ids} - train_ids
     multi_char = {i for i in held_out_only if len(tokenizer.convert_ids_to_tokens(i).lstrip("▁")) > 1}
     assert multi_char and not set(vocabulary.kept_ids.tolist()) & multi_char
+
+
+def test_script_pieces_keep_every_piece_of_the_main_script(e5_folder, shc_split):
+    """The default also keeps each piece written wholly in the script of most of the corpus's
+    letters (Devanagari here), and nothing of the other scripts beyond single characters."""
+    import unicodedata
+
+    train, held_out = shc_split
+    tokenizer = load_tokenizer(e5_folder)
+    small = vocab.prune_vocabulary(tokenizer, train, keep_script_pieces=False)
+    large = vocab.prune_vocabulary(tokenizer, train)
+    assert set(small.kept_ids.tolist()) < set(large.kept_ids.tolist()) and large.size < 4 * small.size
+    added = [tokenizer.convert_ids_to_tokens(int(i)) for i in set(large.kept_ids.tolist()) - set(small.kept_ids.tolist())]
+    assert all(unicodedata.name(c).startswith("DEVANAGARI") for piece in added for c in piece.lstrip("▁"))
+    assert _same_pieces(tokenizer, large, train)
+    fewer = vocab.fallback_report(tokenizer, large, held_out)["texts_changed"]
+    assert 0 < fewer < vocab.fallback_report(tokenizer, small, held_out)["texts_changed"]
 
 
 @pytest.mark.parametrize("kind", ["Unigram", "WordPiece"])
@@ -204,7 +221,7 @@ def test_bad_inputs_are_one_line_errors(minilm_folder, tmp_path):
     bpe = Tokenizer(models.BPE({"a": 0, "b": 1}, []))
     with pytest.raises(JaxpruneError, match="not BPE"):
         vocab.prune_vocabulary(bpe, ["ab"])
-    vocabulary = vocab.prune_vocabulary(tokenizer, ["hello"])
+    vocabulary = vocab.prune_vocabulary(tokenizer, ["hello"], keep_script_pieces=False)
     with pytest.raises(JaxpruneError, match="not in the pruned vocabulary"):
         vocabulary.new_id(tokenizer.convert_tokens_to_ids("zebra"))
     # A tokenizer larger than the model's embedding table.

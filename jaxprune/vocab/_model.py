@@ -60,7 +60,7 @@ _EMBEDDING_NAME = "bert.embeddings.word_embeddings.weight"
 
 
 def prune_model_folder(source: str | os.PathLike, destination: str | os.PathLike, texts: Sequence[str],
-                       *, keep_script_characters: bool = True, keep_script_pieces: bool = False) -> PrunedVocabulary:
+                       *, keep_script_characters: bool = True, keep_script_pieces: bool = True) -> PrunedVocabulary:
     """Write a copy of the Hugging Face BERT folder ``source`` whose vocabulary is what
     ``texts`` need: embedding rows gathered, ``config.json``'s ``vocab_size`` and
     ``pad_token_id`` updated, the pruned tokenizer saved, and ``vocabulary.json`` (the kept

@@ -127,7 +127,7 @@ def _pruned_spec(spec: dict[str, Any], kept_ids: np.ndarray) -> dict[str, Any]:
 
 
 def prune_vocabulary(tokenizer: Any, texts: Sequence[str], *, keep_script_characters: bool = True,
-                     keep_script_pieces: bool = False, keep_ids: Iterable[int] = ()) -> PrunedVocabulary:
+                     keep_script_pieces: bool = True, keep_ids: Iterable[int] = ()) -> PrunedVocabulary:
     """The vocabulary ``texts`` need, as a new tokenizer; see the module docstring.
 
     Args:
@@ -136,7 +136,7 @@ def prune_vocabulary(tokenizer: Any, texts: Sequence[str], *, keep_script_charac
       texts: the corpus, e.g. the training split. Never the eval or test text.
       keep_script_characters: also keep the single-character pieces of the corpus's
         scripts and of ASCII, so that unseen words of those scripts still tokenize.
-      keep_script_pieces: also keep every piece written entirely in the script of most
+      keep_script_pieces: keep every piece written entirely in the script of most
         of the corpus's letters (Devanagari for Marathi news), so that unseen words of
         that script split as the original would. More rows, fewer fallbacks; for a
         Latin-script corpus it keeps most of a multilingual vocabulary.
