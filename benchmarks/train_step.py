@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxprune.config import mahabert_config, minilm_config
     from jaxprune.mask import build_layout, init_scores
     from jaxprune.timing import (device_description, device_slug, peak_flops_per_s, summarize,
-                                 time_side_by_side, versions, write_results)
+                                 time_side_by_side, train_step_runner, versions, write_results)
 
     on_gpu = jax.devices()[0].platform != "cpu"
     model_name = args.model or ("mahabert" if on_gpu and not args.quick else "minilm")
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             start = time.perf_counter()
             compiled = step.lower(state, batch).compile()
             compile_s[f"{dtype}/{variant}"] = time.perf_counter() - start
-            runs[f"{dtype}/{variant}"] = _runner(compiled, state, batch)
+            runs[f"{dtype}/{variant}"] = train_step_runner(compiled, state, batch)
             print(f"[train_step] compiled {dtype}/{variant} in {compile_s[f'{dtype}/{variant}']:.1f} s", flush=True)
 
     started, load_before = time.time(), os.getloadavg()
@@ -180,17 +180,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   markdown(payload))
     return payload
 
-
-def _runner(compiled, state, batch):
-    import jax
-
-    holder = {"state": state}
-
-    def run():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready((holder["state"], metrics))
-
-    return run
 
 
 def markdown(payload: dict[str, Any]) -> str:

@@ -62,13 +62,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import tempfile
 
-    import jax
-
     from jaxprune.bert import count_params
     from jaxprune.data import load_mahanews, load_offline_corpus
     from jaxprune.loading import from_pretrained, load_tokenizer
     from jaxprune.sources import describe, model_folder
-    from jaxprune.timing import device_description, device_slug, summarize, time_side_by_side, versions, write_results
+    from jaxprune.timing import (device_description, device_slug, summarize, time_side_by_side, train_step_runner,
+                                 versions, write_results)
     from jaxprune.train import TrainConfig, create_train_state, make_optimizers, make_train_step
     from jaxprune.vocab import prune_model_folder
 
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 compiled = step.lower(state, batch).compile()
                 compile_s[name] = time.perf_counter() - started
                 params_count[name] = count_params(params)
-                runs[name] = _runner(compiled, state, batch)
+                runs[name] = train_step_runner(compiled, state, batch)
                 print(f"[vocab_step] compiled the {variant} step at length {length} in {compile_s[name]:.1f} s",
                       flush=True)
             del params
@@ -128,17 +127,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_results(args.out, f"vocab_step_{device_slug()}_{date}", payload, markdown(payload))
     return payload
 
-
-def _runner(compiled, state, batch):
-    import jax
-
-    holder = {"state": state}
-
-    def run():
-        holder["state"], metrics = compiled(holder["state"], batch)
-        jax.block_until_ready((holder["state"], metrics))
-
-    return run
 
 
 def markdown(payload: dict[str, Any]) -> str:

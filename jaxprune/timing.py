@@ -170,6 +170,18 @@ def versions() -> dict[str, str | None]:
     return out
 
 
+def train_step_runner(compiled_step: Callable[..., Any], state: Any, batch: Any) -> Callable[[], None]:
+    """A blocking call that advances ``state`` by one ``compiled_step(state, batch)``; the
+    state is carried from call to call, so a step that donates it can be timed repeatedly."""
+    holder = {"state": state}
+
+    def run() -> None:
+        holder["state"], metrics = compiled_step(holder["state"], batch)
+        jax.block_until_ready((holder["state"], metrics))
+
+    return run
+
+
 def time_calls(run: Callable[[], Any], *, repeats: int, warmup: int) -> list[float]:
     """Run ``run()`` ``warmup`` times untimed, then ``repeats`` times timed; seconds per run.
 
