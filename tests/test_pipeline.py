@@ -446,3 +446,37 @@ def test_run_with_a_pruned_vocabulary_exports_it(tmp_path, tiny_model_folder, ti
                              attention_mask=torch.from_numpy(batch["attention_mask"])).logits.numpy()
     np.testing.assert_allclose(_logits(tmp_path / "run" / "pruned", batch["input_ids"]), torch_logits, atol=1e-4)
     np.testing.assert_allclose(_logits(tmp_path / "run" / "compacted", batch["input_ids"]), torch_logits, atol=1e-4)
+
+
+def test_a_ready_classifier_keeps_its_head_through_vocabulary_pruning(tmp_path, minilm_folder, tiny_data_dir):
+    """The paper's path (a model that is already a classifier, not fine-tuned again) with
+    --prune-vocab: the pruned folder keeps the trained head and its labels, and on the
+    training texts the pruned teacher gives the original's logits."""
+    labels = ("Business", "Politics", "Sports")
+    classifier = tmp_path / "classifier"
+    config = tiny_config(labels=labels)
+    save_pretrained(init_params(config, jax.random.key(5)), config, classifier)
+    for name in TOKENIZER_FILES:
+        shutil.copy(Path(minilm_folder) / name, classifier / name)
+    experiment = ExperimentConfig(
+        student=TrainConfig(epochs=1, batch_size=8, sparsity=0.5),
+        model=str(classifier), dataset="mahanews", data_dir=str(tiny_data_dir), max_length=32,
+        output_dir=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"), speed_repeats=2,
+        prune_vocab=True,
+    )
+    results = train_and_evaluate(experiment, log=lambda message: None)
+    assert results["teacher"]["fine_tuned"] is False
+    pruned_folder = Path(results["teacher"]["source"])
+    assert pruned_folder.parent == tmp_path / "teachers" and pruned_folder.name.startswith("vocab-")
+    assert BertConfig.load(pruned_folder).label_names == labels
+    assert results["kept_pieces"] == BertConfig.load(pruned_folder).vocab_size < 30522
+
+    texts = [f"{subject} {event}" for subjects in TOPICS.values() for subject in subjects for event in EVENTS]
+    logits = {}
+    for name, folder in (("original", classifier), ("pruned", pruned_folder)):
+        batch = load_tokenizer(folder)(texts, padding="max_length", truncation=True, max_length=32,
+                                       return_tensors="np")
+        params, model_config = from_pretrained(folder)
+        logits[name] = np.asarray(BertForSequenceClassification(model_config).apply(
+            {"params": params}, batch["input_ids"], batch["attention_mask"]))
+    np.testing.assert_allclose(logits["pruned"], logits["original"], atol=1e-6, rtol=0)
