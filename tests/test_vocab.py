@@ -233,3 +233,40 @@ def test_bad_inputs_are_one_line_errors(minilm_folder, tmp_path):
     with pytest.raises(JaxpruneError, match="does not belong to the model"):
         vocab.prune_model_folder(small, tmp_path / "out", ["hello world"])
     assert not (tmp_path / "out").exists()
+
+
+def _random_tokenizer(kind: str, rng: random.Random) -> Tokenizer:
+    alphabet = "abcé"
+    pieces = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 4))) for _ in range(30)})
+    if kind == "Unigram":
+        # As in every SentencePiece model, each character of a piece is a piece itself ("x",
+        # which the corpora use, is in none: it is unknown).
+        words = [("<unk>", 0.0)] + [(("▁" if rng.random() < 0.4 else "") + p, -rng.uniform(1, 12)) for p in pieces]
+        words += [(c, -rng.uniform(1, 12)) for c in alphabet]
+        unique = list(dict(words).items())
+        tokenizer = Tokenizer(models.Unigram(unique, unk_id=0))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    else:
+        names = ["[UNK]"] + sorted({("##" if rng.random() < 0.5 else "") + p for p in pieces})
+        tokenizer = Tokenizer(models.WordPiece({p: i for i, p in enumerate(names)}, unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tokenizer
+
+
+@pytest.mark.parametrize("kind", ["Unigram", "WordPiece"])
+def test_random_vocabularies_tokenize_their_corpus_exactly(kind):
+    """300 random tokenizers and corpora (unknown characters included): pruning never changes
+    how the corpus tokenizes (prune_vocabulary raises if it does), with or without the
+    single-character and script pieces. (A Unigram vocabulary whose pieces contain a character
+    that is not itself a piece, which SentencePiece never makes, can tie two segmentations;
+    the generator keeps to SentencePiece's rule.)"""
+    rng = random.Random(7)
+    for case in range(300):
+        tokenizer = _random_tokenizer(kind, rng)
+        corpus = [" ".join("".join(rng.choice("abcéx") for _ in range(rng.randint(1, 9)))
+                           for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(1, 6))]
+        vocabulary = vocab.prune_vocabulary(tokenizer, corpus, keep_script_characters=case % 2 == 0,
+                                            keep_script_pieces=case % 3 == 0)
+        assert _same_pieces(tokenizer, vocabulary, corpus)
+        held_out = ["".join(rng.choice("abcdéxz ") for _ in range(12))]
+        assert vocab.fallback_report(tokenizer, vocabulary, held_out)["texts"] == 1

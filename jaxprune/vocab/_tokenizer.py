@@ -191,6 +191,8 @@ def prune_vocabulary(tokenizer: Any, texts: Sequence[str], *, keep_script_charac
     pruned = Tokenizer.from_str(json.dumps(_pruned_spec(spec, kept_ids)))
     vocabulary = PrunedVocabulary(pruned, kept_ids, len(pieces), len(used - special), kind, tuple(sorted(scripts)))
 
+    # The reference is the original as its JSON loads (what every saved copy is): a tie between
+    # equally scored Unigram segmentations may fall either way in a tokenizer built in memory.
     changed = [i for i, (text_ids, new) in enumerate(zip(encodings, encode_pieces(pruned, texts)))
                if list(vocabulary.original_ids(new)) != list(text_ids)]
     if changed:
