@@ -207,7 +207,15 @@ def prune_vocabulary_folder(config: ExperimentConfig, folder: str, train_texts, 
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
     destination = teacher_cache_root(config) / f"vocab-{key}"
     reused = (destination / vocab.VOCABULARY_NAME).is_file()
-    vocabulary = vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=config.vocab_script_pieces)
+    try:
+        vocabulary = vocab.prune_model_folder(folder, destination, texts,
+                                              keep_script_pieces=config.vocab_script_pieces)
+    except JaxpruneError as err:
+        if not str(err).endswith("choose a writable destination"):
+            raise
+        # The destination is inside the teacher cache: say which flag moves it.
+        raise JaxpruneError(str(err).replace("choose a writable destination", "pass a writable --teacher-cache "
+                                             "(the vocabulary-pruned model is kept beside the teachers)")) from None
     fallback = vocab.fallback_report(load_tokenizer(folder), vocabulary, eval_texts)
     hidden = BertConfig.load(destination).hidden_size
     rows_before, rows_after = vocab.original_vocab_size(destination), vocabulary.size

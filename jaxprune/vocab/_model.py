@@ -56,6 +56,7 @@ def prune_embeddings(params: Any, config: Any, vocabulary: PrunedVocabulary) -> 
 
 
 VOCABULARY_NAME = "vocabulary.json"
+_WRITABLE_HINT = "choose a writable destination"
 _EMBEDDING_NAME = "bert.embeddings.word_embeddings.weight"
 
 
@@ -110,7 +111,7 @@ def prune_model_folder(source: str | os.PathLike, destination: str | os.PathLike
         os.replace(partial, destination)
     except OSError as err:
         raise JaxpruneError(f"cannot write the vocabulary-pruned model to {destination} ({err.strerror}); "
-                            f"choose a writable folder") from None
+                            f"{_WRITABLE_HINT}") from None
     return vocabulary
 
 

@@ -156,7 +156,7 @@ def prune_vocabulary(tokenizer: Any, texts: Sequence[str], *, keep_script_charac
     kind = spec["model"]["type"]
     if kind not in _KINDS:
         raise JaxpruneError(f"vocabulary pruning supports {' and '.join(_KINDS)} tokenizers, not {kind}; "
-                            f"use a SentencePiece-Unigram or WordPiece model")
+                            f"use a SentencePiece-Unigram or WordPiece model, or do without vocabulary pruning")
     pieces = pieces_of(spec)
     plain = _plain_copy(original)
     encodings = [e.ids for e in plain.encode_batch(texts, add_special_tokens=False)]
