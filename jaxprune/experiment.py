@@ -119,7 +119,8 @@ def check_precision(dtype: str) -> None:
         ) from None
 
 
-def prepare_output_dir(folder: str) -> Path:
+def prepare_output_dir(folder: str, what: str = "output folder", flag: str = "--output-dir") -> Path:
+    """Create ``folder`` and check it is writable; the error names ``what`` it is and the ``flag`` that sets it."""
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -127,7 +128,7 @@ def prepare_output_dir(folder: str) -> Path:
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise JaxpruneError(f"cannot write to output folder {folder} ({err.strerror}); pass a writable --output-dir") from None
+        raise JaxpruneError(f"cannot write to {what} {folder} ({err.strerror}); pass a writable {flag}") from None
     return path
 
 
@@ -205,17 +206,11 @@ def prune_vocabulary_folder(config: ExperimentConfig, folder: str, train_texts, 
     if config.vocab_script_pieces:  # (added later: keys of folders made without it stay as they were)
         key_data["script_pieces"] = True
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
-    destination = teacher_cache_root(config) / f"vocab-{key}"
+    # The vocabulary-pruned base model is kept beside the teachers.
+    cache = prepare_output_dir(str(teacher_cache_root(config)), what="teacher cache", flag="--teacher-cache")
+    destination = cache / f"vocab-{key}"
     reused = (destination / vocab.VOCABULARY_NAME).is_file()
-    try:
-        vocabulary = vocab.prune_model_folder(folder, destination, texts,
-                                              keep_script_pieces=config.vocab_script_pieces)
-    except JaxpruneError as err:
-        if not str(err).endswith("choose a writable destination"):
-            raise
-        # The destination is inside the teacher cache: say which flag moves it.
-        raise JaxpruneError(str(err).replace("choose a writable destination", "pass a writable --teacher-cache "
-                                             "(the vocabulary-pruned model is kept beside the teachers)")) from None
+    vocabulary = vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=config.vocab_script_pieces)
     fallback = vocab.fallback_report(load_tokenizer(folder), vocabulary, eval_texts)
     hidden = BertConfig.load(destination).hidden_size
     rows_before, rows_after = vocab.original_vocab_size(destination), vocabulary.size
@@ -265,7 +260,7 @@ def prepare_teacher(
     params, model_config = from_pretrained(folder, label_names=label_names, seed=config.teacher.seed,
                                            classifier_pooling=config.pooling)
     partial = cache_root / f"{key}.partial"
-    prepare_output_dir(str(partial))
+    prepare_output_dir(str(partial), what="teacher cache", flag="--teacher-cache")
     result = fit(params, model_config, config.teacher, encoded_train,
                  checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
                  checkpoint_every=config.checkpoint_every, description="teacher")

@@ -377,10 +377,12 @@ def test_run_rejects_a_bad_vocabulary_corpus(tmp_path, inputs, case):
     _assert_nothing_left(teachers)
 
 
-def test_run_names_the_teacher_cache_when_the_pruned_vocabulary_cannot_be_written(tmp_path, inputs):
+@pytest.mark.parametrize("prune_vocab", ["--prune-vocab", "--no-prune-vocab"])
+def test_run_names_the_teacher_cache_when_it_cannot_be_written(tmp_path, inputs, prune_vocab):
+    """The teacher (and the vocabulary-pruned base model) go to --teacher-cache: its error names it."""
     out = tmp_path / "out"
     result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
                         "--output-dir", str(out), "--teacher-cache", str(inputs["a_file"] / "teachers"),
-                        "--prune-vocab", "--max-length", "32"], tmp_path)
-    _assert_one_error_line(result, "cannot write the vocabulary-pruned model", "--teacher-cache")
+                        prune_vocab, "--max-length", "32"], tmp_path)
+    _assert_one_error_line(result, "cannot write to teacher cache", "--teacher-cache")
     _assert_nothing_left(out)
