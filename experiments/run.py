@@ -85,11 +85,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     import jax
 
-    from jaxprune.experiment import ExperimentConfig
-    from jaxprune.train import TrainConfig
-
     from jaxprune.errors import JaxpruneError
+    from jaxprune.experiment import ExperimentConfig
     from jaxprune.sources import NAMED_MODELS
+    from jaxprune.train import TrainConfig
 
     # A named offline model on the embedded corpus is the demo; a folder or hub id is an experiment.
     custom_data = args.data_dir is not None or (args.model is not None and args.model not in NAMED_MODELS)
@@ -109,17 +108,15 @@ def build_config(args: argparse.Namespace):
         epochs=args.teacher_epochs or max(preset["teacher_epochs"], 1),
         learning_rate=preset["teacher_learning_rate"], **common,
     )
-    model = args.model or preset["model"]
-    prune_vocab = args.prune_vocab
     for flag, given in (("--vocab-corpus", args.vocab_corpus is not None),
                         ("--vocab-script-pieces", args.vocab_script_pieces is not None)):
-        if given and not prune_vocab:
+        if given and not args.prune_vocab:
             raise JaxpruneError(f"{flag} needs vocabulary pruning; drop --no-prune-vocab or {flag}")
     name = f"s{args.sparsity:g}{'-kd' if args.distill else ''}-{args.method}-{'bf16' if dtype == 'bfloat16' else 'fp32'}"
     return ExperimentConfig(
         student=student,
         teacher=teacher,
-        model=model,
+        model=args.model or preset["model"],
         pooling=args.pooling,
         dataset="mahanews" if args.data_dir else preset["dataset"],
         data_dir=args.data_dir,
@@ -128,7 +125,7 @@ def build_config(args: argparse.Namespace):
         output_dir=args.output_dir or os.path.join("runs", name),
         teacher_cache=args.teacher_cache,
         teacher_in_step=args.teacher_in_step,
-        prune_vocab=prune_vocab,
+        prune_vocab=args.prune_vocab,
         vocab_corpus=args.vocab_corpus,
         vocab_script_pieces=args.vocab_script_pieces is not False,
         country_iso_code=args.country,

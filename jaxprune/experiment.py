@@ -203,7 +203,7 @@ def prune_vocabulary_folder(config: ExperimentConfig, folder: str, train_texts, 
 
     texts = list(train_texts) + (read_vocab_corpus(config.vocab_corpus) if config.vocab_corpus else [])
     key_data = {"model": os.path.abspath(folder), "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
-    if config.vocab_script_pieces:  # (added later: keys of folders made without it stay as they were)
+    if config.vocab_script_pieces:  # only when on: the smallest vocabulary keeps the key it was first cached under
         key_data["script_pieces"] = True
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
     # The vocabulary-pruned base model is kept beside the teachers.
