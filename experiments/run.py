@@ -111,7 +111,7 @@ def build_config(args: argparse.Namespace):
     for flag, given in (("--vocab-corpus", args.vocab_corpus is not None),
                         ("--vocab-script-pieces", args.vocab_script_pieces is not None)):
         if given and not args.prune_vocab:
-            raise JaxpruneError(f"{flag} needs vocabulary pruning; drop --no-prune-vocab or {flag}")
+            raise JaxpruneError(f"{flag} needs vocabulary pruning; add --prune-vocab or drop {flag}")
     name = f"s{args.sparsity:g}{'-kd' if args.distill else ''}-{args.method}-{'bf16' if dtype == 'bfloat16' else 'fp32'}"
     return ExperimentConfig(
         student=student,
