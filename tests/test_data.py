@@ -1,4 +1,5 @@
-"""Tests of the MahaNews loader, the offline corpus and bucketed batching."""
+"""Tests of the CSV loader (MahaNews and any labelled CSV), leak-free splits, the offline corpus
+and bucketed batching."""
 
 from __future__ import annotations
 
@@ -60,12 +61,40 @@ def test_real_shc_valid_drops_stray_headers_and_splits():
     assert raw_rows == 2761
     assert info.dropped_header_rows == 11
     assert info.dropped_empty_rows == 0
-    assert len(splits["train"]) + len(splits["eval"]) == 2750
+    distinct = {" ".join(text.split()) for text, label in _shc_rows() if (text, label) != ("Text", "Label")}
+    assert len(distinct) == 2393  # of 2,750 examples: copies must not straddle the split
+    assert len(splits["train"]) + len(splits["eval"]) == len(distinct)
+    assert info.duplicate_rows == 2750 - 2393
     assert "Label" not in splits["train"].features["label"].names
     assert info.label_names == TOPICS  # no model labels given: the data's sorted labels
     assert any("11 stray header rows" in m for m in info.messages)
-    assert any("split 2750 examples" in m for m in info.messages)
+    assert any("split over its 2393 distinct texts" in m for m in info.messages)
     assert "Text" not in set(splits["train"]["text"]) | set(splits["eval"]["text"])
+    train_keys = {" ".join(t.split()) for t in splits["train"]["text"]}
+    assert sum(" ".join(t.split()) in train_keys for t in splits["eval"]["text"]) == 0
+    assert info.overlap == {"eval": 0}
+
+
+def _shc_rows() -> list[tuple[str, str]]:
+    with open(SHARED_SHC / "SHC_Valid.csv", encoding="utf-8", newline="") as f:
+        return [(text.strip(), label.strip()) for text, label in list(csv.reader(f))[1:]]
+
+
+@pytest.mark.skipif(
+    not (SHARED_SHC / "SHC_Valid.csv").is_file(), reason="shared MahaNews data absent"
+)
+def test_real_shc_conflicting_labels_keep_the_majority():
+    labels_of: dict[str, Counter] = {}
+    for text, label in _shc_rows():
+        if (text, label) != ("Text", "Label"):
+            labels_of.setdefault(" ".join(text.split()), Counter())[label] += 1
+    conflicts = {key: counts for key, counts in labels_of.items() if len(counts) > 1}
+    splits, info = data.load_mahanews(SHARED_SHC)
+    assert info.label_conflicts == len(conflicts) > 0
+    loaded = {" ".join(t.split()): info.label_names[y] for part in splits.values()
+              for t, y in zip(part["text"], part["label"])}  # fmt: skip
+    for key, counts in conflicts.items():
+        assert counts[loaded[key]] == max(counts.values())
 
 
 def test_lowercase_text_labels_header_and_filename(tmp_path):
@@ -94,8 +123,8 @@ def test_label_ids_follow_model_label_names(tmp_path):
 
 
 def test_unknown_label_is_an_error_naming_it_and_the_file(tmp_path):
-    _write_csv(tmp_path / "SHC_Valid.csv", ["Text", "Label"], _rows({"Tech": 3, "Cooking": 1}))
-    with pytest.raises(JaxpruneError, match=r"SHC_Valid\.csv has unknown label 'Cooking'") as err:
+    _write_csv(tmp_path / "SHC_Valid.csv", ["Text", "Label"], _rows({"Tech": 3, "Cooking": 2}))
+    with pytest.raises(JaxpruneError, match=r"SHC_Valid\.csv has label 'Cooking' outside the model's") as err:
         data.load_mahanews(tmp_path, label_names=TOPICS)
     assert "\n" not in str(err.value)
 
@@ -121,22 +150,34 @@ def _one_line_error(call, pattern):
     return str(err.value)
 
 
-def test_missing_folder(tmp_path):
+def test_missing_folder_and_a_file_given_as_folder(tmp_path):
     missing = tmp_path / "nope"
-    _one_line_error(lambda: data.load_mahanews(missing), r"does not exist; pass --data-dir")
+    _one_line_error(lambda: data.load_mahanews(missing), r"--data-dir .*nope does not exist")
+    file = _write_csv(tmp_path / "SHC_Valid.csv", ["Text", "Label"], _rows({"Tech": 5}))
+    _one_line_error(lambda: data.load_mahanews(file), r"is a file; pass it as --train-file")
 
 
 def test_folder_without_matching_csv(tmp_path):
     (tmp_path / "notes.csv").write_text("text,label\nअ,Tech\n", encoding="utf-8")
-    _one_line_error(lambda: data.load_mahanews(tmp_path), r"has no SHC_Train/SHC_Valid/SHC_Test")
-    _write_csv(tmp_path / "LPC_Valid.csv", ["Text", "Label"], [("अ", "Tech")])
-    _one_line_error(lambda: data.load_mahanews(tmp_path), r"it has LPC files")
+    _one_line_error(lambda: data.load_mahanews(tmp_path), r"no CSV file named like \*train\*")
+
+
+def test_folder_with_several_variants_uses_the_one_asked_for(tmp_path):
+    _write_csv(tmp_path / "SHC_Valid.csv", ["Text", "Label"], _rows({"Tech": 5, "Auto": 5}))
+    _write_csv(tmp_path / "LPC_Valid.csv", ["Text", "Label"], [(f"LPC {i}", "Tech") for i in range(9)])
+    _, info = data.load_mahanews(tmp_path, variant="LPC")
+    assert info.files == {"train": "LPC_Valid.csv"} and info.split_sizes == {"train": 7, "eval": 2}
+    _write_csv(tmp_path / "a_valid.csv", ["Text", "Label"], _rows({"Tech": 5}))
+    _write_csv(tmp_path / "b_valid.csv", ["Text", "Label"], _rows({"Tech": 5}))
+    _one_line_error(lambda: data.load_folder(tmp_path), r"several eval files \(LPC_Valid.csv, SHC_Valid.csv, a_valid")
 
 
 def test_csv_without_expected_columns(tmp_path):
-    _write_csv(tmp_path / "SHC_Valid.csv", ["headline", "topic"], [("अ", "Tech")])
+    _write_csv(tmp_path / "SHC_Valid.csv", ["words", "mood"], [("अ", "Tech")])
     message = _one_line_error(lambda: data.load_mahanews(tmp_path), r"has columns")
-    assert "'headline', 'topic'" in message and "Label or labels" in message
+    assert "'words', 'mood'" in message and "--text-column" in message
+    message = _one_line_error(lambda: data.load_mahanews(tmp_path, text_column="body"), r"no column 'body'")
+    assert "--text-column" in message
 
 
 def test_non_utf8_file(tmp_path):
@@ -147,7 +188,7 @@ def test_non_utf8_file(tmp_path):
 def test_empty_after_cleaning(tmp_path):
     _write_csv(tmp_path / "SHC_Valid.csv", ["Text", "Label"], [("Text", "Label"), ("  ", "Tech")])
     _one_line_error(
-        lambda: data.load_mahanews(tmp_path), r"no examples after dropping 1 header rows and 1 empty"
+        lambda: data.load_mahanews(tmp_path), r"no examples after dropping 1 header rows, 1 empty texts"
     )
 
 
