@@ -5,14 +5,30 @@ optimizer states, step, RNG key data) and a small JSON record of where the
 data order stands (epoch, batch within the epoch) and which run it belongs
 to. orbax writes each step into a temporary folder and renames it when
 complete, so an interrupted save is never restored.
+
+Faults keep the last complete checkpoint usable:
+
+- a state holding nan or inf is refused before anything is written
+  (`NonFiniteStateError`), so every checkpoint on disk can be resumed;
+- a failed write (a full disk above all) becomes a one-line JaxpruneError
+  naming the step kept. orbax removes old steps only after the new one has
+  committed, and at least two are kept, so the previous checkpoint survives
+  even a save that fails halfway; the next Checkpointer on the folder deletes
+  the half-written temporary folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import threading
+import time
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from jaxprune.errors import JaxpruneError
@@ -20,6 +36,56 @@ from jaxprune.errors import JaxpruneError
 
 def _abstract(tree: Any) -> Any:
     return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+
+
+@jax.jit
+def _leaves_finite(leaves: list[jax.Array]) -> jax.Array:
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def tree_is_finite(tree: Any) -> bool:
+    """Whether every floating-point leaf of ``tree`` is free of nan and inf (one device sync)."""
+    leaves = [leaf for leaf in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return not leaves or bool(_leaves_finite(leaves))
+
+
+class NonFiniteStateError(JaxpruneError):
+    """The state of ``step`` holds nan or inf and was not saved; ``kept_step`` is the newest checkpoint (or None)."""
+
+    def __init__(self, step: int, kept_step: int | None, folder: str):
+        self.step, self.kept_step, self.folder = step, kept_step, folder
+        super().__init__(
+            f"the training state of step {step} holds nan or inf, so it was not saved; {kept_clause(kept_step, folder)}"
+        )
+
+
+def kept_clause(kept_step: int | None, folder: str) -> str:
+    """Which checkpoint a run that stops now leaves in ``folder``, as a clause of an error message."""
+    if kept_step is None:
+        return f"{folder} holds no complete checkpoint"
+    return f"the last good checkpoint (step {kept_step}) is kept in {folder}"
+
+
+def _write_errno(error: BaseException) -> int | None:
+    """The operating-system error number behind a failed write, or None if ``error`` is not one.
+
+    orbax raises OSError for the files it writes itself; tensorstore (the arrays) raises
+    ValueError("RESOURCE_EXHAUSTED: ... No space left on device [os_error_code='28']").
+    """
+    if isinstance(error, OSError):
+        return error.errno if error.errno is not None else 0
+    found = re.search(r"os_error_code='(\d+)'", str(error))
+    return int(found.group(1)) if found else None
+
+
+def _join_threads_started_since(before: set[threading.Thread], timeout_s: float = 60.0) -> None:
+    """Wait (at most ``timeout_s`` in all) for the non-daemon threads started since ``before`` to end."""
+    deadline = time.monotonic() + timeout_s
+    for thread in set(threading.enumerate()) - before:
+        if not thread.daemon and thread is not threading.current_thread():
+            # orbax's threads re-raise their own failure from join(): more of the same full disk.
+            with contextlib.suppress(Exception):
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class Checkpointer:
@@ -31,24 +97,63 @@ class Checkpointer:
     """
 
     def __init__(self, folder: str | os.PathLike, fingerprint: str, max_to_keep: int = 2):
+        if max_to_keep < 2:
+            # orbax chooses the steps to delete as a save starts and deletes them once it has
+            # committed; keeping two means the previous checkpoint is never among them, even if a
+            # failed save slipped past orbax's own check.
+            raise ValueError(f"max_to_keep must be at least 2, not {max_to_keep}")
         self.folder = os.path.abspath(os.fspath(folder))
         self.fingerprint = fingerprint
+        self._save_failed = False
         self._manager = ocp.CheckpointManager(
             self.folder,
-            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            # A save that died (full disk, kill -9) leaves a "<step>.orbax-checkpoint-tmp" folder
+            # behind; it is never restored, and clearing it frees its space and lets that step be
+            # saved again. Safe because one run at a time writes here (see jaxprune.runlock).
+            options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                                 cleanup_tmp_directories=True),
         )
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
     def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Write ``state`` and ``meta`` as checkpoint ``step`` and wait until it is complete.
+
+        Raises NonFiniteStateError (nothing written) if a float leaf of ``state`` is nan or inf,
+        and JaxpruneError if the file system refuses the write (the previous checkpoint is kept).
+        """
+        step = int(step)
+        if not tree_is_finite(state):
+            raise NonFiniteStateError(step, self.latest_step(), self.folder)
+        kept_step = self.latest_step()
         meta = dict(meta, fingerprint=self.fingerprint)
-        self._manager.save(
-            int(step),
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
-            force=True,
-        )
-        self._manager.wait_until_finished()
+        threads_before = set(threading.enumerate())
+        try:
+            self._manager.save(
+                step,
+                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                force=True,
+            )
+            # orbax writes in background threads: a write error surfaces here.
+            self._manager.wait_until_finished()
+        except Exception as error:
+            code = _write_errno(error)
+            if code is None:
+                raise
+            self._save_failed = True
+            # orbax reports the first failed write while its others run on in their threads; let
+            # them end, so nothing writes into the half-written folder once the caller knows (a
+            # rerun in this process would clear that folder, and could race them).
+            _join_threads_started_since(threads_before)
+            problem = os.strerror(code).lower() if code else str(error)
+            fix = "free some space" if code == errno.ENOSPC else "fix that"
+            kept = ("no complete checkpoint is kept" if kept_step is None
+                    else f"the checkpoint of step {kept_step} is kept")
+            raise JaxpruneError(
+                f"{problem} while saving the checkpoint of step {step} in {self.folder}; {kept}: {fix} and "
+                "rerun with --resume"
+            ) from error
 
     def restore_latest(self, like_state: Any) -> tuple[Any, dict[str, Any]] | None:
         """The newest ``(state, meta)``, shaped like ``like_state``; ``None`` if there is none."""
@@ -67,4 +172,10 @@ class Checkpointer:
         return restored["state"], meta
 
     def close(self) -> None:
-        self._manager.close()
+        try:
+            self._manager.close()
+        except Exception:
+            # After a failed save orbax re-raises that save's error on close; it was reported
+            # already, and raising it again would hide the one-line message.
+            if not self._save_failed:
+                raise

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from jaxprune.batching import EncodedSplit, epoch_plan, make_batch, num_batches
-from jaxprune.checkpoint import Checkpointer
+from jaxprune.checkpoint import Checkpointer, NonFiniteStateError, kept_clause
 from jaxprune.config import BertConfig
 from jaxprune.errors import JaxpruneError
 from jaxprune.train import (
@@ -68,6 +68,11 @@ def fit(
       resume: continue from the newest checkpoint in ``checkpoint_dir``.
       stop_after_steps: stop (after checkpointing) once the state reaches this
         step, as if interrupted; tests use it to cut a run short.
+
+    Raises JaxpruneError when the loss becomes nan or inf (found where the
+    progress bar reads it, every 10 steps, and before each checkpoint) or the
+    state to be saved holds nan or inf: no checkpoint of a diverged state is
+    ever written, and the message names the last good one.
     """
     if config.distill and teacher_logits is None and teacher is None:
         raise ValueError("distillation needs teacher_logits or teacher")
@@ -98,19 +103,47 @@ def fit(
         teacher_config=teacher[1] if teacher_params is not None else None,
     )
 
+    def diverged(what: str, at_step: int) -> JaxpruneError:
+        if checkpointer is None:
+            kept = "checkpoints were off, so none is kept"
+        else:
+            kept = kept_clause(checkpointer.latest_step(), checkpointer.folder)
+        precision = " or use --precision fp32" if config.compute_dtype != "float32" else ""
+        # Resuming is exact, so it would diverge at the same step again; and a run with other
+        # settings cannot resume this one's checkpoint: the fix is a new run.
+        return JaxpruneError(
+            f"{what} at step {at_step} ({description}); {kept}; lower the learning rate{precision} and start "
+            "a new run (resuming would diverge again)"
+        )
+
+    def check_losses() -> None:
+        """Raise if a loss since the last check is nan or inf (one transfer of the new scalars)."""
+        nonlocal checked
+        losses = np.asarray(jax.device_get([row["loss"] for row in history_arrays[checked:]]), np.float32)
+        bad = np.flatnonzero(~np.isfinite(losses))
+        if bad.size:
+            first = checked + int(bad[0])
+            raise diverged(f"the training loss became {losses[bad[0]]}", first_step + first + 1)
+        checked = len(history_arrays)
+
     def save() -> None:
+        check_losses()
         if checkpointer is not None:
             # The data position follows from the step alone: a Ctrl-C between a step and the
             # loop's bookkeeping below it cannot record a position out of step with the state.
             # (Saving reads the arrays anyway, so reading state.step here costs no extra sync.)
             saved_step = int(state.step)
             done_epochs, done_batches = divmod(saved_step, steps_per_epoch)
-            checkpointer.save(saved_step, state, {"epoch": done_epochs, "batch": done_batches})
+            try:
+                checkpointer.save(saved_step, state, {"epoch": done_epochs, "batch": done_batches})
+            except NonFiniteStateError as error:  # finite losses, but the last update overflowed
+                raise diverged("the weights or optimizer state held nan or inf", error.step) from None
 
     # The step count lives on the host too: reading state.step would block every step on the
     # device and stop the next batch from being prepared while this one computes.
-    step = int(state.step)
+    step = first_step = int(state.step)
     history_arrays: list[dict[str, Any]] = []
+    checked = 0  # history_arrays[:checked] hold finite losses
     bar = tqdm(total=total_steps, initial=step, desc=description, unit="step", dynamic_ncols=True)
     try:
         while epoch < config.epochs:
@@ -131,6 +164,8 @@ def fit(
                 history_arrays.append(metrics)
                 bar.update(1)
                 if len(history_arrays) % 10 == 0:
+                    # The bar reads the loss here anyway; the losses before it are ready by now.
+                    check_losses()
                     bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
                 if checkpointer is not None and step % checkpoint_every == 0:
                     save()
@@ -141,6 +176,8 @@ def fit(
         try:
             save()
             where = f"a checkpoint at step {int(state.step)} is in {checkpoint_dir}"
+        except JaxpruneError:  # a diverged run or a full disk: more to the point than the Ctrl-C
+            raise
         except Exception:  # noqa: BLE001 - the state may have been donated mid-step
             where = "the last periodic checkpoint is kept"
         raise JaxpruneError(f"interrupted; {where}; rerun the same command with --resume to continue") from None
