@@ -59,14 +59,23 @@ MAX_LENGTH = 512  # max_position_embeddings of both model shapes
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = Parser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", choices=("minilm", "mahabert"))
-    parser.add_argument("--batch-sizes", nargs="+", type=whole_number(1))
-    parser.add_argument("--lengths", nargs="+", type=whole_number(1), help=f"at most {MAX_LENGTH} (both models)")
-    parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"))
-    parser.add_argument("--sparsities", nargs="+", type=fraction_pruned, help="encoder sparsities, e.g. 0.25 0.5 0.75")
-    parser.add_argument("--repeats", type=whole_number(1), help="timed rounds (default 20 on GPU, 3 on CPU)")
+    # Without a grid flag (these four) CPU runs CPU_CELLS and --quick QUICK_CELLS; otherwise the
+    # product of the four, each taking these values unless given.
+    fixed = "; with no grid flag on CPU or with --quick: a fixed grid"
+    parser.add_argument("--models", nargs="+", choices=("minilm", "mahabert"),
+                        help=f"models to time (default: mahabert minilm{fixed})")
+    parser.add_argument("--batch-sizes", nargs="+", type=whole_number(1),
+                        help=f"(default: {' '.join(map(str, GPU_BATCH_SIZES))}{fixed})")
+    parser.add_argument("--lengths", nargs="+", type=whole_number(1),
+                        help=f"at most {MAX_LENGTH} (both models) (default: {' '.join(map(str, GPU_LENGTHS))}{fixed})")
+    parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"),
+                        help=f"(default: float32 bfloat16{fixed})")
+    parser.add_argument("--sparsities", nargs="+", type=fraction_pruned,
+                        help=f"encoder sparsities (default: {' '.join(map(str, SPARSITIES))}; 0.5 with --quick)")
+    parser.add_argument("--repeats", type=whole_number(1),
+                        help="timed rounds (default: 20 on GPU, 3 on CPU, 2 with --quick)")
     parser.add_argument("--warmup", type=whole_number(0),
-                        help="untimed rounds after compiling (default 3 on GPU, 1 on CPU)")
+                        help="untimed rounds after compiling (default: 3 on GPU, 1 on CPU)")
     parser.add_argument("--torch", choices=("on", "off"), default="on", help="run the PyTorch peer")
     parser.add_argument("--torch-compile", choices=("auto", "dense", "all", "off"), default="auto",
                         help="torch.compile variants; auto = the dense model at 32x128 on GPU, the marked CPU cell "

@@ -1,22 +1,76 @@
 """Argument parsing shared by the scripts in experiments/ and benchmarks/: one-line
-errors, checked numbers, and a ``main`` wrapper that turns a
-:class:`jaxprune.errors.JaxpruneError` into one line on stderr (the library never
-parses the command line; this module is the scripts' side of that line).
+errors, checked numbers, ``--help`` that shows every default, quiet libraries, and a
+``main`` wrapper that turns a :class:`jaxprune.errors.JaxpruneError` into one line on
+stderr (the library never parses the command line; this module is the scripts' side of
+that line).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` with the description as written (the module docstring keeps its layout) and
+    every default shown: ``(default: X)`` is appended to each option whose default is not
+    ``None`` and whose help does not already mention one; a flag that is off by default reads
+    ``(default: off)``. An option whose default is ``None`` says its default in its own help."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        help_text = _help_with_default(action)
+        if help_text != action.help:
+            action = copy.copy(action)  # the parser's own action is left as it was
+            action.help = help_text
+        return super()._format_action(action)
+
+
+def _help_with_default(action: argparse.Action) -> str | None:
+    help_text = action.help
+    if help_text is argparse.SUPPRESS or action.default is None or action.default is argparse.SUPPRESS:
+        return help_text
+    if help_text and "default" in help_text.lower():
+        return help_text
+    shown = _shown_default(action.default).replace("%", "%%")  # argparse %-formats the help
+    return f"{help_text} (default: {shown})" if help_text else f"(default: {shown})"
+
+
+def _shown_default(value: Any) -> str:
+    """A default as a user would type it: on/off for flags, lists space-separated."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value) or "none"
+    text = str(value)
+    return text if text else "empty"
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr with exit status 2."""
+    """An ArgumentParser whose errors are one line on stderr with exit status 2, and whose
+    ``--help`` shows every default (:class:`HelpFormatter`, unless ``formatter_class`` is given)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"error: {message} (see --help)\n")
+
+
+def quiet_libraries() -> None:
+    """Silence library advice a user of the scripts cannot act on; call it first in a script's
+    ``main``, before transformers is imported (jaxprune imports it only when it is needed).
+
+    transformers says "PyTorch was not found. Models won't be available..." on every import
+    without torch, which jaxprune never needs. This sets ``TRANSFORMERS_NO_ADVISORY_WARNINGS``
+    (unless the user set it) in the script's process; real warnings and errors still show.
+    The library itself never changes the environment.
+    """
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:

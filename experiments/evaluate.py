@@ -1,13 +1,15 @@
 """Evaluate a saved classifier on a MahaNews-format CSV.
 
     python experiments/evaluate.py --model runs/s0.5-kd-topk-fp32/compacted \\
-        --data-file ../shared/data/mahanews-shc/SHC_Valid.csv --output eval.json
+        --data-file ../shared/data/mahanews-shc/SHC_Valid.csv
 
 The model is any jaxprune or Hugging Face BERT classifier folder (dense,
 pruned or compacted) with its tokenizer; the CSV's labels are mapped by the
-model's label names. Writes accuracy, macro-F1 and per-class F1 to --output
-(default: eval_<model>_<csv>.json here) and prints a summary. Bad input ends
-with one line on stderr and exit status 2.
+model's label names. Writes accuracy, macro-F1 and per-class F1 as JSON next to
+the model, to <model folder>/eval_<csv name>.json (above:
+runs/s0.5-kd-topk-fp32/compacted/eval_SHC_Valid.json) unless --output names
+another file, and prints a summary. Bad input ends with one line on stderr and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -20,38 +22,47 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, run_script, whole_number  # noqa: E402
+from cli_args import Parser, quiet_libraries, run_script, whole_number  # noqa: E402
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="classifier folder (config.json, model.safetensors, tokenizer)")
+    p = Parser(description=__doc__)
+    p.add_argument("--model", required=True,
+                   help="classifier folder (config.json, model.safetensors, tokenizer) or a hub id")
     p.add_argument("--data-file", required=True, help="CSV with a Text/text and a Label/labels column")
-    p.add_argument("--output", default=None, help="JSON file to write (default: eval_<model>_<csv>.json)")
-    p.add_argument("--batch-size", type=whole_number(1), default=32)
+    p.add_argument("--output", default=None,
+                   help="JSON file to write (default: eval_<csv name>.json in the model's folder)")
+    p.add_argument("--batch-size", type=whole_number(1), default=32, help="examples per forward pass")
     p.add_argument("--max-length", type=whole_number(1), default=None,
                    help="tokens per text (truncation); default: 128, or the model's position limit if lower")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
     return p.parse_args(argv)
 
 
-def _default_output(model: str, data_file: str) -> str:
-    model_name = Path(model.rstrip("/\\")).name or "model"
-    return f"eval_{model_name}_{Path(data_file).stem}.json"
+def default_output(model_folder: str, data_file: str) -> Path:
+    """Where the JSON goes without --output: ``<model folder>/eval_<csv stem>.json``."""
+    return Path(model_folder) / f"eval_{Path(data_file).stem}.json"
 
 
-def _check_output(path: Path) -> None:
-    """Fail before the work when the JSON cannot be written."""
-    from jaxprune.experiment import prepare_output_dir
-
+def _check_output(path: Path, in_model_folder: bool) -> None:
+    """Fail before the work when the JSON cannot be written (its folder is created if missing)."""
     if path.is_dir():
         raise JaxpruneError(f"--output {path} is a folder; pass a file name such as {path / 'eval.json'}")
-    prepare_output_dir(str(path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as err:
+        where = f"the model folder {path.parent}" if in_model_folder else str(path.parent)
+        raise JaxpruneError(f"cannot write {path.name} to {where} ({err.strerror}); "
+                            f"pass --output with a writable file path, e.g. --output eval.json") from None
 
 
-def evaluate_folder(args: argparse.Namespace) -> dict:
-    """Load the model and data, predict every row, and return the report dict."""
+def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict:
+    """Load the model and data, predict every row, and return the report dict (``folder``:
+    the model already resolved to a local folder, else ``args.model`` is resolved here)."""
     from jaxprune.batching import encode_split
     from jaxprune.config import BertConfig
     from jaxprune.data import load_csv
@@ -61,7 +72,7 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
 
     dtype = {"fp32": "float32", "bf16": "bfloat16"}[args.precision]
     check_precision(dtype)
-    folder = resolve_folder(args.model)
+    folder = folder or resolve_folder(args.model)
     label_names = checkpoint_labels(folder)
     if label_names is None:
         raise JaxpruneError(
@@ -102,16 +113,24 @@ def evaluate_folder(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> int:
+    quiet_libraries()
     args = parse_args(argv)
     return run_script(lambda: _evaluate_and_report(args), interrupted="interrupted; nothing was written")
 
 
 def _evaluate_and_report(args: argparse.Namespace) -> None:
-    output = Path(args.output or _default_output(args.model, args.data_file))
-    _check_output(output)
     from jaxprune.experiment import write_json
+    from jaxprune.loading import resolve_folder
 
-    results = evaluate_folder(args)
+    if args.output:  # checked before a hub model is downloaded
+        output = Path(args.output)
+        _check_output(output, in_model_folder=False)
+        folder = resolve_folder(args.model)
+    else:
+        folder = resolve_folder(args.model)
+        output = default_output(folder, args.data_file)
+        _check_output(output, in_model_folder=True)
+    results = evaluate_folder(args, folder)
     write_json(output, results)
     print(f"{results['model']} on {results['data_file']} ({results['n']} examples, "
           f"{results['dropped_rows']} rows dropped)")

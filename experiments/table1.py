@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
-from cli_args import Parser, fraction_pruned, run_script, whole_number  # noqa: E402
+from cli_args import Parser, fraction_pruned, quiet_libraries, run_script, whole_number  # noqa: E402
 
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
@@ -194,22 +194,37 @@ def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
 
 
 def main(argv=None) -> int:
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-dir", default=None)
+    quiet_libraries()
+    demo, experiment = run_cli.PRESETS["demo"], run_cli.PRESETS["experiment"]
+
+    def preset_default(key: str) -> str:
+        # None is passed on to run.py, which takes the value from its preset.
+        return (f"default: run.py's preset, {demo[key]} on the embedded corpus, "
+                f"{experiment[key]} with --data-dir or a model folder")
+
+    p = Parser(description=__doc__)
+    p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
     p.add_argument("--model", default=None, help="e5-small (default), minilm, a BERT folder or a hub id")
-    p.add_argument("--pooling", choices=("cls", "mean"), default=None, help="default: the model's own")
-    p.add_argument("--output-dir", default="results/table1")
-    p.add_argument("--sparsities", type=fraction_pruned, nargs="+", default=[0.25, 0.5, 0.75])
+    p.add_argument("--pooling", choices=("cls", "mean"), default=None,
+                   help="what the classifier reads (default: the model's own; mean for e5-small, cls otherwise)")
+    p.add_argument("--output-dir", default="results/table1", help="one folder per experiment, the table and figures")
+    p.add_argument("--sparsities", type=fraction_pruned, nargs="+", default=[0.25, 0.5, 0.75],
+                   help="encoder sparsities, each trained without and with distillation")
     p.add_argument("--vocab-sparsities", type=fraction_pruned, nargs="*", default=[0.25, 0.75],
                    help="sparsities of the extra distilled students with a pruned vocabulary (none: no such rows)")
     p.add_argument("--vocab-corpus", default=None, metavar="FILE",
-                   help="unlabelled text whose pieces the pruned vocabulary also keeps (see run.py)")
-    p.add_argument("--epochs", type=whole_number(1), default=None)
-    p.add_argument("--teacher-epochs", type=whole_number(1), default=None)
-    p.add_argument("--batch-size", type=whole_number(1), default=None)
-    p.add_argument("--max-length", type=whole_number(1), default=None)
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--seed", type=whole_number(0), default=0)
+                   help="unlabelled text whose pieces the pruned vocabulary also keeps (see run.py; "
+                        "default: none, only the training texts' pieces)")
+    p.add_argument("--epochs", type=whole_number(1), default=None, help=f"student epochs ({preset_default('epochs')})")
+    p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
+                   help=f"epochs to fine-tune a head-less teacher ({preset_default('teacher_epochs')})")
+    p.add_argument("--batch-size", type=whole_number(1), default=None,
+                   help=f"examples per training step ({preset_default('batch_size')})")
+    p.add_argument("--max-length", type=whole_number(1), default=None,
+                   help=f"tokens per text, truncated ({preset_default('max_length')})")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="one seed for every experiment")
     p.add_argument("--report-only", action="store_true", help="only rebuild the table and figures")
     args = p.parse_args(argv)
     # The command that makes the table: --report-only only rebuilds it from the same runs.

@@ -17,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
-from cli_args import run_script  # noqa: E402
+from cli_args import quiet_libraries, run_script  # noqa: E402
 
 
 def main(argv=None) -> int:
+    quiet_libraries()
     args = run_cli.parse_args(argv)
     return run_script(lambda: _baseline(args), interrupted="interrupted; rerun the same command to continue")
 

@@ -170,6 +170,7 @@ def from_pretrained(
     seed: int = 0,
     allow_pickle: bool = False,
     classifier_pooling: str | None = None,
+    replace_head: bool = False,
 ) -> tuple[Params, BertConfig]:
     """Load a Hugging Face BERT checkpoint as ``(params, config)``.
 
@@ -179,16 +180,30 @@ def from_pretrained(
       label_names: the classes, in id order. ``None`` keeps the checkpoint's
         ``id2label``. When the checkpoint has no classifier, or one of another
         size, the pooler/classifier it lacks is freshly initialised with ``seed``.
+        A trained classifier (classifier weights and real label names, not
+        ``LABEL_0``...; see :func:`checkpoint_labels`) is never silently relabelled:
+        other labels, or its own in another order, raise unless ``replace_head``.
       allow_pickle: read ``pytorch_model.bin`` (with torch's weights-only mode)
         when there are no safetensors. Off by default: never unpickle silently.
       classifier_pooling: ``"cls"`` or ``"mean"`` (see :class:`BertConfig`); ``None``
         keeps the checkpoint's ``classifier_pooling`` (``"cls"`` when it has none).
+      replace_head: initialise a new classifier with ``seed`` (for ``label_names``, or
+        the checkpoint's own labels) instead of loading the checkpoint's.
 
     Returns:
       float32 params in the layout of :class:`jaxprune.bert.BertForSequenceClassification`
       and the :class:`BertConfig` (with per-layer sizes if the checkpoint has them).
     """
     folder = resolve_folder(name_or_path)
+    trained_labels = checkpoint_labels(folder)
+    relabelled = label_names is not None and trained_labels is not None and tuple(label_names) != trained_labels
+    if relabelled and not replace_head:
+        same_set = sorted(label_names) == sorted(trained_labels)
+        reordered = " (the same labels in another order: the class ids would be scrambled)" if same_set else ""
+        raise JaxpruneError(
+            f"{name_or_path} is already a classifier for labels {list(trained_labels)}{reordered}; pass "
+            f"replace_head=True to train a new head for {list(label_names)}, or use its labels"
+        )
     num_labels = len(label_names) if label_names is not None else None
     config = BertConfig.load(folder, num_labels=num_labels)
     if label_names is not None:
@@ -203,7 +218,7 @@ def from_pretrained(
     missing: list[str] = []
     for path, shape in flat_shapes.items():
         name = hf_name(path)
-        if name not in state:
+        if name not in state or replace_head and path.startswith("classifier/"):
             missing.append(path)
             continue
         value = _to_hf(path, state[name])  # the transpose is its own inverse
@@ -224,7 +239,11 @@ def from_pretrained(
             f"it is not a complete BERT checkpoint"
         )
     if missing:
-        log.warning("freshly initialised (not in the checkpoint): %s", ", ".join(missing))
+        parts = " and ".join(part for prefix, part in (("pooler/", "pooler"), ("classifier/", "classifier head"))
+                             if any(p.startswith(prefix) for p in missing))
+        why = ("replacing the checkpoint's, as asked (replace_head=True)" if replace_head and trained_labels
+               else "expected when fine-tuning a model without one")
+        log.info("new %s for %d labels (seed %d): %s", parts, config.num_labels, seed, why)
         fresh = init_params(config, jax.random.key(seed))
         flat_fresh = {_path_str(p): v for p, v in jax.tree_util.tree_flatten_with_path(fresh)[0]}
         for path in missing:

@@ -7,6 +7,7 @@ good ``evaluate.py`` run checks its JSON against an in-process evaluation.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -64,8 +65,10 @@ def inputs(tmp_path_factory, minilm_folder) -> dict[str, Path]:
     paths = {
         "classifier": _save_model(root / "classifier", minilm_folder, LABELS),
         "encoder": _save_model(root / "encoder", minilm_folder, ("LABEL_0", "LABEL_1", "LABEL_2")),
-        "good_csv": _write_csv(root / "good" / "SHC_Valid.csv", ["Text", "Label"], ROWS * 2),
-        "bad_columns": _write_csv(root / "bad_columns" / "SHC_Valid.csv", ["headline", "topic"], ROWS),
+        # Distinct texts (duplicates collapse), four per label: enough to split off an eval part.
+        "good_csv": _write_csv(root / "good" / "SHC_Valid.csv", ["Text", "Label"],
+                               ROWS + [(f"{text} पुन्हा", label) for text, label in ROWS]),
+        "bad_columns": _write_csv(root / "bad_columns" / "SHC_Valid.csv", ["title", "kind"], ROWS),
         "empty": _write_csv(root / "empty" / "SHC_Valid.csv", ["Text", "Label"],
                             [("Text", "Label"), ("", "Sports"), ("   ", "Politics")]),
         "unknown_label": _write_csv(root / "unknown_label" / "SHC_Valid.csv", ["Text", "Label"],
@@ -144,13 +147,13 @@ def test_run_rejects_bad_flags(tmp_path, inputs, flag, value, fragment):
 RUN_CASES = {
     # name: (model key or None, data: key or a missing path, expected fragments)
     "missing data folder": ("encoder", "missing", ("does not exist",)),
-    "csv without the columns": ("encoder", "bad_columns", ("expected a text column",)),
+    "csv without the columns": ("encoder", "bad_columns", ("no text column",)),
     "non-utf8 csv": ("encoder", "latin1", ("not UTF-8",)),
     "empty after cleaning": ("encoder", "empty", ("no examples",)),
     "model without config": ("no_config", "good_csv", ("no config.json",)),
     "model without weights": ("no_weights", "good_csv", ("no model.safetensors",)),
     "classifier without weights": ("no_weights_classifier", "good_csv", ("no model.safetensors",)),
-    "label the model lacks": ("classifier", "unknown_label", ("unknown label 'Manoranjan'",)),
+    "label the model lacks": ("classifier", "unknown_label", ("label 'Manoranjan' outside",)),
     "missing model folder": ("missing", "good_csv", ("does not exist",)),
 }
 
@@ -190,10 +193,10 @@ def test_run_rejects_an_output_folder_it_cannot_write(tmp_path, inputs):
 
 EVALUATE_CASES = {
     "missing data file": ("classifier", "missing", ("does not exist",)),
-    "csv without the columns": ("classifier", "bad_columns", ("expected a text column",)),
+    "csv without the columns": ("classifier", "bad_columns", ("no text column",)),
     "non-utf8 csv": ("classifier", "latin1", ("not UTF-8",)),
     "empty after cleaning": ("classifier", "empty", ("no examples",)),
-    "label the model lacks": ("classifier", "unknown_label", ("unknown label 'Manoranjan'",)),
+    "label the model lacks": ("classifier", "unknown_label", ("label 'Manoranjan' outside",)),
     "model without config": ("no_config", "good_csv", ("no config.json",)),
     "model without weights": ("no_weights_classifier", "good_csv", ("not a trained classifier",)),
     "model without a trained head": ("encoder", "good_csv", ("not a trained classifier",)),
@@ -386,3 +389,131 @@ def test_run_names_the_teacher_cache_when_it_cannot_be_written(tmp_path, inputs,
                         prune_vocab, "--max-length", "32"], tmp_path)
     _assert_one_error_line(result, "cannot write to teacher cache", "--teacher-cache")
     _assert_nothing_left(out)
+
+
+# --- --help shows every default -------------------------------------------------------------------
+
+
+SCRIPTS = sorted(str(p.relative_to(REPO)) for folder in ("experiments", "benchmarks")
+                 for p in (REPO / folder).glob("*.py") if p.name != "cli_args.py")
+
+
+class _ParserBuilt(Exception):
+    """Raised instead of parsing: carries the script's parser."""
+
+
+def _script_parser(script: str, repo_script, monkeypatch) -> argparse.ArgumentParser:
+    def capture(parser, args=None, namespace=None):
+        raise _ParserBuilt(parser)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    monkeypatch.setenv("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # what a script's main sets, undone after
+    module = repo_script(script)
+    with pytest.raises(_ParserBuilt) as built:
+        getattr(module, "parse_args", module.main)([])  # teacher.py and table1.py build theirs in main
+    return built.value.args[0]
+
+
+def _options_without_a_default(parser: argparse.ArgumentParser) -> list[str]:
+    """Options (not --help, not required) whose --help entry does not mention their default."""
+    lacking = []
+    for action in parser._actions:
+        if "--help" in action.option_strings or action.required or action.help == argparse.SUPPRESS:
+            continue
+        formatter = parser.formatter_class(prog=parser.prog)
+        formatter.add_argument(action)
+        if "default" not in formatter.format_help().lower():
+            lacking.append(action.option_strings[0] if action.option_strings else action.dest)
+    return lacking
+
+
+def test_the_default_check_finds_an_option_without_one(repo_script):
+    cli_args = repo_script("experiments/cli_args.py")
+    parser = cli_args.Parser(prog="demo")
+    parser.add_argument("--epochs", type=int, default=None, help="student epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", default=None, help="a folder (default: the embedded one)")
+    assert _options_without_a_default(parser) == ["--epochs"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_shows_every_default(script, repo_script, monkeypatch):
+    parser = _script_parser(script, repo_script, monkeypatch)
+    assert _options_without_a_default(parser) == []
+
+
+def test_help_formatter_appends_defaults_as_typed(repo_script):
+    cli_args = repo_script("experiments/cli_args.py")
+    parser = cli_args.Parser(prog="demo", description="keeps\n    its   layout")
+    parser.add_argument("--rate", type=float, default=0.25, help="fraction, 5%% at most")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--quick", action="store_true", help="tiny run")
+    parser.add_argument("--vocab", action=argparse.BooleanOptionalAction, default=False, help="prune it")
+    parser.add_argument("--flags", default="", help="extra XLA flags")
+    parser.add_argument("--pooling", default="cls", help="what it reads (default: the model's own)")
+    text = " ".join(parser.format_help().split())
+    for expected in ("keeps its layout", "fraction, 5% at most (default: 0.25)",
+                     "--sizes SIZES [SIZES ...] (default: 32 64)", "tiny run (default: off)",
+                     "prune it (default: off)", "extra XLA flags (default: empty)"):
+        assert expected in text
+    assert text.endswith("what it reads (default: the model's own)")  # not repeated
+    assert "    its   layout" in parser.format_help()  # the description as written
+    assert text.count("default") == 6
+
+
+# --- evaluate.py writes next to the model, quietly ----------------------------------------------------
+
+
+TORCH_HIDDEN = '''import importlib.util
+
+_find_spec = importlib.util.find_spec
+
+
+def find_spec(name, package=None):  # what transformers asks to decide whether torch is installed
+    return None if name.split(".")[0] == "torch" else _find_spec(name, package)
+
+
+importlib.util.find_spec = find_spec
+'''
+
+
+def test_evaluate_writes_next_to_the_model_without_library_advice(tmp_path, inputs):
+    """Without --output the JSON is <model folder>/eval_<csv stem>.json; and on a machine without
+    torch, transformers' "PyTorch was not found" advice (nothing a user can act on) is not printed."""
+    model = Path(shutil.copytree(inputs["classifier"], tmp_path / "model"))
+    hidden = tmp_path / "no_torch"
+    hidden.mkdir()
+    (hidden / "sitecustomize.py").write_text(TORCH_HIDDEN)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TQDM_DISABLE="1", HF_HUB_OFFLINE="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(hidden), os.environ.get("PYTHONPATH")])))
+    env.pop("TRANSFORMERS_NO_ADVISORY_WARNINGS", None)  # set in this process by in-process script runs
+    control = subprocess.run([sys.executable, "-c", "import transformers"], env=env, capture_output=True, text=True)
+    assert "PyTorch was not found" in control.stderr  # the advice this environment provokes
+
+    result = subprocess.run([sys.executable, str(EVALUATE), "--model", str(model), "--data-file",
+                             str(inputs["good_csv"]), "--max-length", "32"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = model / "eval_SHC_Valid.json"
+    assert json.loads(output.read_text(encoding="utf-8"))["model_folder"] == str(model)
+    assert result.stdout.splitlines()[-1] == f"results: {output}"
+    assert "PyTorch was not found" not in result.stderr, result.stderr
+
+
+def test_evaluate_names_output_when_the_model_folder_is_not_writable(tmp_path, monkeypatch, capsys, inputs,
+                                                                       repo_script):
+    real_write_text = Path.write_text
+
+    def write_text(path, *args, **kwargs):
+        if path.parent == inputs["classifier"]:
+            raise OSError(30, "Read-only file system")
+        return real_write_text(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", write_text)
+    monkeypatch.setenv("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    status = repo_script(EVALUATE).main(["--model", str(inputs["classifier"]), "--data-file", str(inputs["good_csv"])])
+    assert status == 2
+    message = (f"error: cannot write eval_SHC_Valid.json to the model folder {inputs['classifier']} "
+               f"(Read-only file system); pass --output with a writable file path, e.g. --output eval.json")
+    assert capsys.readouterr().err.splitlines() == [message]
+    assert [p.name for p in inputs["classifier"].iterdir() if p.name.startswith((".", "eval"))] == []
