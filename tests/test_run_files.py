@@ -1,0 +1,113 @@
+"""experiments/run.py on a user's own CSVs: another task, other column names, integer labels, a test
+file; and the run's guards: an early error leaves no folder, one run per output folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import pytest
+
+from jaxprune.bert import init_params
+from jaxprune.loading import save_pretrained
+from test_pipeline import TOKENIZER_FILES, tiny_config
+
+# A sentiment task: star ratings -1/0/1 in a column named "stars", texts in "comment".
+WORDS = {"-1": ("awful", "broken", "terrible"), "0": ("ordinary", "average", "plain"), "1": ("great", "lovely", "superb")}
+THINGS = ("phone", "film", "meal", "hotel", "book", "game")
+
+
+def _write(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["id", "comment", "stars"])
+        writer.writerows((i, text, stars) for i, (text, stars) in enumerate(rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def sentiment_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("sentiment")
+    rows = [(f"a {word} {thing}", stars) for stars, words in WORDS.items() for word in words for thing in THINGS]
+    train = rows[::2] + [rows[0], (rows[2][0] + "  ", rows[2][1])]  # two duplicates, one with other spacing
+    evals = rows[1::4] + [rows[0]]  # one text that is also in training
+    test = rows[3::4]
+    return {"train": _write(folder / "reviews_train.csv", train), "eval": _write(folder / "reviews_dev.csv", evals),
+            "test": _write(folder / "reviews_test.csv", test)}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, minilm_folder) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    config = tiny_config()
+    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
+    for name in TOKENIZER_FILES:
+        shutil.copy(Path(minilm_folder) / name, folder / name)
+    return folder
+
+
+def _flags(model: Path, files: dict[str, Path], out: Path) -> list[str]:
+    return ["--model", str(model), "--train-file", str(files["train"]), "--eval-file", str(files["eval"]),
+            "--test-file", str(files["test"]), "--text-column", "comment", "--label-column", "stars",
+            "--epochs", "1", "--teacher-epochs", "1", "--batch-size", "8", "--max-length", "16",
+            "--output-dir", str(out / "run"), "--teacher-cache", str(out / "teachers")]
+
+
+def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
+    run = repo_script("experiments/run.py")
+    assert run.main([*_flags(tiny_model, sentiment_files, tmp_path), "--sparsity", "0.5", "--distill",
+                     "--resume"]) == 0
+    printed = capsys.readouterr().out
+    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    data = results["data"]
+    assert data["label_names"] == ["-1", "0", "1"]  # integer labels in numeric order
+    assert data["duplicate_rows"] == 2 and data["overlap"] == {"eval": 1, "test": 0}
+    assert results["split_sizes"] == {"train": 27, "eval": 14, "test": 13}
+    for key in ("test_accuracy", "test_macro_f1", "teacher_test_accuracy", "test_majority_class_accuracy"):
+        assert 0.0 <= results[key] <= 1.0
+    assert set(results["test_per_class_f1"]) <= {"-1", "0", "1"}
+    assert "no checkpoint to resume from; starting a new run" in printed
+    assert "accuracy (test)" in printed and "always the majority class" in printed
+    assert any(line.startswith("compacted model") and results["compacted_dir"] in line for line in printed.splitlines())
+    assert "next: python experiments/evaluate.py --model" in printed
+    assert not (tmp_path / "run" / "checkpoints").exists()  # a finished run keeps results and models only
+    assert (tmp_path / "run" / "compacted" / "config.json").is_file()
+
+
+def test_an_early_error_leaves_no_folder_it_created(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
+    run = repo_script("experiments/run.py")
+    flags = _flags(tiny_model, sentiment_files, tmp_path / "new")
+    flags[flags.index("comment")] = "body"
+    assert run.main(flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "no column 'body'" in err and "--text-column" in err
+    assert not (tmp_path / "new").exists()
+    assert run.main([*_flags(tiny_model, sentiment_files, tmp_path / "other"), "--country", "XYZ"]) == 2
+    assert "--country" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from jaxprune.runlock import hold_folder_lock\n"
+                               "with hold_folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
+         str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        run = repo_script("experiments/run.py")
+        assert run.main(_flags(tiny_model, sentiment_files, tmp_path)) == 2
+        err = capsys.readouterr().err
+        assert "another run is using the output folder" in err and "--output-dir" in err
+        assert out.is_dir() and not (out / "results.json").exists()  # the folder it did not create is kept
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
