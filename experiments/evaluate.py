@@ -30,7 +30,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = Parser(description=__doc__)
     p.add_argument("--model", required=True,
                    help="classifier folder (config.json, model.safetensors, tokenizer) or a hub id")
-    p.add_argument("--data-file", required=True, help="CSV with a Text/text and a Label/labels column")
+    p.add_argument("--data-file", required=True,
+                   help="labelled CSV (or .tsv): a text and a label column, found by the usual names or named below")
+    p.add_argument("--text-column", default=None, metavar="NAME",
+                   help="the text column's name (default: text, sentence, headline, content, review or tweet)")
+    p.add_argument("--label-column", default=None, metavar="NAME",
+                   help="the label column's name (default: label, labels, category, class, topic, sentiment or "
+                        "target)")
     p.add_argument("--output", default=None,
                    help="JSON file to write (default: eval_<csv name>.json in the model's folder)")
     p.add_argument("--batch-size", type=whole_number(1), default=32, help="examples per forward pass")
@@ -84,7 +90,8 @@ def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict
     if max_length > positions:
         raise JaxpruneError(f"max length {max_length} exceeds the model's {positions} position "
                             f"embeddings; pass --max-length {positions} or less")
-    dataset, info = load_csv(args.data_file, label_names=label_names)
+    dataset, info = load_csv(args.data_file, label_names=label_names, text_column=args.text_column,
+                             label_column=args.label_column)
     for message in info.messages:
         print(f"data: {message}", flush=True)
     tokenizer = load_tokenizer(folder)
@@ -99,7 +106,9 @@ def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict
         "n": len(encoded),
         "dropped_header_rows": info.dropped_header_rows,
         "dropped_empty_rows": info.dropped_empty_rows,
-        "dropped_rows": info.dropped_header_rows + info.dropped_empty_rows,
+        "dropped_unlabelled_rows": info.dropped_unlabelled_rows,
+        "duplicate_rows": info.duplicate_rows,
+        "dropped_rows": info.dropped_header_rows + info.dropped_empty_rows + info.dropped_unlabelled_rows,
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
         "per_class_f1": report["per_class_f1"],
@@ -132,8 +141,8 @@ def _evaluate_and_report(args: argparse.Namespace) -> None:
         _check_output(output, in_model_folder=True)
     results = evaluate_folder(args, folder)
     write_json(output, results)
-    print(f"{results['model']} on {results['data_file']} ({results['n']} examples, "
-          f"{results['dropped_rows']} rows dropped)")
+    print(f"{results['model']} on {results['data_file']} ({results['n']} distinct texts; {results['dropped_rows']} "
+          f"rows dropped, {results['duplicate_rows']} duplicate rows collapsed)")
     print(f"accuracy {results['accuracy']:.4f}, macro-F1 {results['macro_f1']:.4f} ({results['device']})")
     print(f"results: {output}")
 

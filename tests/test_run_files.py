@@ -79,6 +79,15 @@ def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model, 
     assert not (tmp_path / "run" / "checkpoints").exists()  # a finished run keeps results and models only
     assert (tmp_path / "run" / "compacted" / "config.json").is_file()
 
+    # evaluate.py reads the same file with the same column flags, and writes next to the model.
+    evaluate = repo_script("experiments/evaluate.py")
+    assert evaluate.main(["--model", results["compacted_dir"], "--data-file", str(sentiment_files["test"]),
+                          "--text-column", "comment", "--label-column", "stars", "--max-length", "16"]) == 0
+    scored = json.loads((Path(results["compacted_dir"]) / "eval_reviews_test.json").read_text(encoding="utf-8"))
+    assert scored["n"] == 13 and scored["accuracy"] == pytest.approx(results["test_accuracy"])
+    assert evaluate.main(["--model", results["compacted_dir"], "--data-file", str(sentiment_files["test"])]) == 2
+    assert "--text-column" in capsys.readouterr().err  # "comment" is no usual text column name
+
 
 def test_an_early_error_leaves_no_folder_it_created(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
     run = repo_script("experiments/run.py")
