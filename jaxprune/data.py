@@ -28,6 +28,7 @@ import codecs
 import collections
 import csv
 import dataclasses
+import io
 import logging
 import os
 import re
@@ -173,7 +174,9 @@ def read_table(path: str | os.PathLike, text_column: str | None = None, label_co
     old_limit = csv.field_size_limit()
     csv.field_size_limit(sys.maxsize)  # a long document is a valid field, not a broken file
     try:
-        reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+        # Lines end at \n, \r or \r\n only, as in a file opened with newline="": str.splitlines would
+        # also end them at \x0b, \x1c-\x1e, \x85 and \u2028/\u2029, which csv writes unquoted in a cell.
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
         rows = [row for row in reader]
     except csv.Error as err:
         raise JaxpruneError(f"{path} is not a readable CSV file ({err}); fix or re-export it") from None
@@ -221,11 +224,24 @@ def read_table(path: str | os.PathLike, text_column: str | None = None, label_co
                     rows_kept - len(texts), conflicts)
 
 
+def _integer(label: str) -> int | None:
+    """The value of an integer label (``1``, ``+1``, ``1.0``), exactly; None for any other label, and for
+    one of more digits than ``int()`` reads (4300), which stays a string."""
+    if not _INTEGER.fullmatch(label):
+        return None
+    try:
+        return int(label.partition(".")[0])  # not float(): 20 digits would round, 400 overflow
+    except ValueError:  # more digits than int() converts (sys.get_int_max_str_digits())
+        return None
+
+
 def _canonical_labels(files: Sequence[_RawFile]) -> list[_RawFile]:
     """Integer labels written alike (``1``, ``+1``, ``1.0`` -> ``"1"``) when every label is an integer."""
-    if not all(_INTEGER.fullmatch(label) for raw in files for label in raw.labels):
+    values = [[_integer(label) for label in raw.labels] for raw in files]
+    if any(value is None for file_values in values for value in file_values):
         return list(files)
-    return [dataclasses.replace(raw, labels=[str(int(float(label))) for label in raw.labels]) for raw in files]
+    return [dataclasses.replace(raw, labels=[str(value) for value in file_values])
+            for raw, file_values in zip(files, values)]
 
 
 def _label_names(train: _RawFile, label_names: Sequence[str] | None) -> tuple[str, ...]:
@@ -233,9 +249,9 @@ def _label_names(train: _RawFile, label_names: Sequence[str] | None) -> tuple[st
     (numerically when they are integers)."""
     if label_names and not all(_GENERIC_LABEL.fullmatch(n) for n in label_names):
         return tuple(label_names)
-    found = set(train.labels)
-    if all(_INTEGER.fullmatch(label) for label in found):
-        return tuple(sorted(found, key=int))
+    found = {label: _integer(label) for label in train.labels}
+    if all(value is not None for value in found.values()):  # "1" and "1.0" stay apart when eval has "x"
+        return tuple(sorted(found, key=lambda label: (found[label], label)))
     return tuple(sorted(found))
 
 
@@ -341,6 +357,7 @@ def build_splits(
     train_ids = _label_ids(train, names, from_model)
     counts = collections.Counter(train.labels)
     rare = {label: counts[label] for label in sorted(counts) if counts[label] < 2}
+    file_keys = set(train.keys)  # the whole training file, its split-off eval part included
 
     if eval_file is None:
         if rare:
@@ -366,12 +383,14 @@ def build_splits(
 
     overlap: dict[str, int] = {}
     overlap_removed: dict[str, int] = {}
-    train_keys = set(train.keys)
+    # Test texts are looked for in the whole training file: one in the eval part split off it would
+    # otherwise be in both eval and test.
+    train_keys = {"eval": set(train.keys), "test": file_keys}
     held_out = {"eval": eval_file, "test": test}
     for name, raw in held_out.items():
         if raw is None:
             continue
-        shared = [i for i, key in enumerate(raw.keys) if key in train_keys]
+        shared = [i for i, key in enumerate(raw.keys) if key in train_keys[name]]
         overlap[name] = len(shared)
         overlap_removed[name] = 0
         if not shared:
