@@ -186,6 +186,10 @@ def read_table(path: str | os.PathLike, text_column: str | None = None, label_co
     if not rows:
         raise JaxpruneError(f"{path} is empty; it needs a header line naming a text and a label column")
     header = [name.strip() for name in rows[0]]
+    lowered = {name.lower() for name in header}
+    if text_column is None and label_column is None and not (lowered & set(TEXT_COLUMNS) or lowered & set(LABEL_COLUMNS)):
+        raise JaxpruneError(f"{path} has columns {header} but none named like a text or a label column; name them "
+                            f"with --text-column and --label-column")
     text_col = _find_column(header, text_column, TEXT_COLUMNS, "text", "--text-column", path)
     label_col = _find_column(header, label_column, LABEL_COLUMNS, "label", "--label-column", path)
     if text_col == label_col:
@@ -485,8 +489,10 @@ def load_files(
     paths = {"--train-file": train_file, "--eval-file": eval_file, "--test-file": test_file}
     raw = {flag: read_table(_check_file(path, flag), text_column, label_column)
            for flag, path in paths.items() if path is not None}
+    folders = {str(Path(path).resolve().parent) for path in paths.values() if path is not None}
+    source = folders.pop() if len(folders) == 1 else str(Path(train_file).resolve())
     return build_splits(raw["--train-file"], raw.get("--eval-file"), raw.get("--test-file"), label_names,
-                        eval_fraction, seed, keep_overlap)
+                        eval_fraction, seed, keep_overlap, source=source)
 
 
 def find_split_files(folder: str | os.PathLike, variant: str | None = None) -> dict[str, Path]:
