@@ -136,3 +136,14 @@ def run_script(main: Callable[[], Any], interrupted: str = "interrupted; nothing
         print(f"error: {interrupted}", file=sys.stderr)
         return 130
     return 0
+
+
+def add_column_arguments(parser) -> None:
+    """``--text-column`` and ``--label-column`` on ``parser`` (or an argument group): which columns of a
+    labelled CSV hold the text and the label (the names found without them are jaxprune.data's
+    TEXT_COLUMNS and LABEL_COLUMNS)."""
+    parser.add_argument("--text-column", default=None, metavar="NAME",
+                        help="the text column's name (default: text, sentence, headline, content, review or tweet)")
+    parser.add_argument("--label-column", default=None, metavar="NAME",
+                        help="the label column's name; labels may be strings or integers such as -1/0/1 (default: "
+                             "label, labels, category, class, topic, sentiment or target)")

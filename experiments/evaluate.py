@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, quiet_libraries, run_script, whole_number  # noqa: E402
+from cli_args import Parser, add_column_arguments, quiet_libraries, run_script, whole_number  # noqa: E402
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 
@@ -32,11 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="classifier folder (config.json, model.safetensors, tokenizer) or a hub id")
     p.add_argument("--data-file", required=True,
                    help="labelled CSV (or .tsv): a text and a label column, found by the usual names or named below")
-    p.add_argument("--text-column", default=None, metavar="NAME",
-                   help="the text column's name (default: text, sentence, headline, content, review or tweet)")
-    p.add_argument("--label-column", default=None, metavar="NAME",
-                   help="the label column's name (default: label, labels, category, class, topic, sentiment or "
-                        "target)")
+    add_column_arguments(p)
     p.add_argument("--output", default=None,
                    help="JSON file to write (default: eval_<csv name>.json in the model's folder)")
     p.add_argument("--batch-size", type=whole_number(1), default=32, help="examples per forward pass")

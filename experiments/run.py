@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, fraction_pruned, positive_number, quiet_libraries, run_script, whole_number  # noqa: E402
+from cli_args import Parser, add_column_arguments, fraction_pruned, positive_number, quiet_libraries, run_script, whole_number  # noqa: E402
 
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
 # finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.
@@ -77,11 +77,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="labelled eval data; its texts that also occur in training are left out (default: none)")
     data.add_argument("--test-file", default=None, metavar="CSV",
                       help="labelled test data, scored besides eval; overlap with training left out (default: none)")
-    data.add_argument("--text-column", default=None, metavar="NAME",
-                      help="the text column's name (default: text, sentence, headline, content, review or tweet)")
-    data.add_argument("--label-column", default=None, metavar="NAME",
-                      help="the label column's name; labels may be strings or integers such as -1/0/1 (default: "
-                           "label, labels, category, class, topic, sentiment or target)")
+    add_column_arguments(data)
     data.add_argument("--data-dir", default=None, metavar="FOLDER",
                       help="a folder of *train*, *valid* (or *val*, *dev*) and *test* CSVs, such as MahaNews's "
                            "(default: none)")

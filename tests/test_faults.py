@@ -15,7 +15,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest

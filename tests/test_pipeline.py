@@ -99,14 +99,18 @@ def leaves_equal(a, b) -> bool:
 # --- end to end --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model_folder(tmp_path_factory, minilm_folder) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
+def save_tiny_model(folder: Path, minilm_folder: str) -> Path:
+    """A tiny_config() BERT with random weights and MiniLM's tokenizer, saved in ``folder``."""
     config = tiny_config()
     save_pretrained(init_params(config, jax.random.key(0)), config, folder)
     for name in TOKENIZER_FILES:
         shutil.copy(Path(minilm_folder) / name, folder / name)
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_model_folder(tmp_path_factory, minilm_folder) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), minilm_folder)
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import jax
 import pytest
 
-from jaxprune.bert import init_params
-from jaxprune.loading import save_pretrained
-from test_pipeline import TOKENIZER_FILES, tiny_config
+from test_pipeline import save_tiny_model
 
 # A sentiment task: star ratings -1/0/1 in a column named "stars", texts in "comment".
 WORDS = {"-1": ("awful", "broken", "terrible"), "0": ("ordinary", "average", "plain"), "1": ("great", "lovely", "superb")}
@@ -43,13 +39,8 @@ def sentiment_files(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory, minilm_folder) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    config = tiny_config()
-    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(Path(minilm_folder) / name, folder / name)
-    return folder
+def tiny_model_folder(tmp_path_factory, minilm_folder) -> Path:
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-bert"), minilm_folder)
 
 
 def _flags(model: Path, files: dict[str, Path], out: Path) -> list[str]:
@@ -59,9 +50,9 @@ def _flags(model: Path, files: dict[str, Path], out: Path) -> list[str]:
             "--output-dir", str(out / "run"), "--teacher-cache", str(out / "teachers")]
 
 
-def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
+def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model_folder, sentiment_files, repo_script, capsys):
     run = repo_script("experiments/run.py")
-    assert run.main([*_flags(tiny_model, sentiment_files, tmp_path), "--sparsity", "0.5", "--distill",
+    assert run.main([*_flags(tiny_model_folder, sentiment_files, tmp_path), "--sparsity", "0.5", "--distill",
                      "--resume"]) == 0
     printed = capsys.readouterr().out
     results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
@@ -89,20 +80,20 @@ def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model, 
     assert "--text-column" in capsys.readouterr().err  # "comment" is no usual text column name
 
 
-def test_an_early_error_leaves_no_folder_it_created(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
+def test_an_early_error_leaves_no_folder_it_created(tmp_path, tiny_model_folder, sentiment_files, repo_script, capsys):
     run = repo_script("experiments/run.py")
-    flags = _flags(tiny_model, sentiment_files, tmp_path / "new")
+    flags = _flags(tiny_model_folder, sentiment_files, tmp_path / "new")
     flags[flags.index("comment")] = "body"
     assert run.main(flags) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "no column 'body'" in err and "--text-column" in err
     assert not (tmp_path / "new").exists()
-    assert run.main([*_flags(tiny_model, sentiment_files, tmp_path / "other"), "--country", "XYZ"]) == 2
+    assert run.main([*_flags(tiny_model_folder, sentiment_files, tmp_path / "other"), "--country", "XYZ"]) == 2
     assert "--country" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
 
 
-def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model, sentiment_files, repo_script, capsys):
+def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model_folder, sentiment_files, repo_script, capsys):
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
@@ -112,7 +103,7 @@ def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model, s
     try:
         assert holder.stdout.readline().strip() == "held"
         run = repo_script("experiments/run.py")
-        assert run.main(_flags(tiny_model, sentiment_files, tmp_path)) == 2
+        assert run.main(_flags(tiny_model_folder, sentiment_files, tmp_path)) == 2
         err = capsys.readouterr().err
         assert "another run is using the output folder" in err and "--output-dir" in err
         assert out.is_dir() and not (out / "results.json").exists()  # the folder it did not create is kept
@@ -120,3 +111,17 @@ def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model, s
         holder.kill()
         holder.wait()
     time.sleep(0.1)
+
+
+def test_column_flag_help_names_the_columns_the_loader_finds(repo_script):
+    import argparse
+
+    from jaxprune import data
+
+    cli_args = repo_script("experiments/cli_args.py")
+    parser = argparse.ArgumentParser()
+    cli_args.add_column_arguments(parser)
+    helps = {action.dest: action.help for action in parser._actions}
+    for dest, names in (("text_column", data.TEXT_COLUMNS), ("label_column", data.LABEL_COLUMNS)):
+        listed = helps[dest].split("(default: ")[1].rstrip(")").replace(" or ", ", ").split(", ")
+        assert tuple(listed) == names
