@@ -449,6 +449,9 @@ def _finished_run(config: ExperimentConfig, results_path: Path, log) -> dict[str
     # before duplicate texts were collapsed split the rows.
     recorded = {**dataclasses.asdict(ExperimentConfig()), "split": "rows", **finished.get("config", {})}
     changed = _differences(_settings(recorded), _settings(dataclasses.asdict(config)))
+    if any(line.startswith("split:") for line in changed):
+        raise JaxpruneError(f"{out} holds a run made before duplicate texts were collapsed (its eval split shares "
+                            f"texts with training); pass a new --output-dir to run it again")
     if changed:
         raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
                             f"pass a new --output-dir, or the settings it was made with")

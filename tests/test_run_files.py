@@ -125,3 +125,21 @@ def test_column_flag_help_names_the_columns_the_loader_finds(repo_script):
     for dest, names in (("text_column", data.TEXT_COLUMNS), ("label_column", data.LABEL_COLUMNS)):
         listed = helps[dest].split("(default: ")[1].rstrip(")").replace(" or ", ", ").split(", ")
         assert tuple(listed) == names
+
+
+def test_resume_refuses_a_run_made_before_duplicates_were_collapsed(tmp_path):
+    import dataclasses
+
+    from jaxprune.errors import JaxpruneError
+    from jaxprune.experiment import ExperimentConfig, train_and_evaluate
+
+    config = ExperimentConfig(output_dir=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"), resume=True)
+    old = dataclasses.asdict(config)
+    del old["split"]  # results.json of a run made before the setting existed
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"config": old}), encoding="utf-8")
+    with pytest.raises(JaxpruneError, match="made before duplicate texts were collapsed"):
+        train_and_evaluate(config, log=lambda message: None)
+    old["split"] = "distinct-texts"
+    (tmp_path / "run" / "results.json").write_text(json.dumps({"config": old}), encoding="utf-8")
+    assert train_and_evaluate(config, log=lambda message: None) == json.loads(json.dumps({"config": old}))
