@@ -124,7 +124,7 @@ def main(argv=None) -> int:
 
 
 def _evaluate_and_report(args: argparse.Namespace) -> None:
-    from jaxprune.experiment import write_json
+    from jaxprune.folders import write_json
     from jaxprune.loading import resolve_folder
 
     if args.output:  # checked before a hub model is downloaded

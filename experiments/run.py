@@ -186,7 +186,8 @@ def main(argv=None) -> int:
 
 
 def _run_and_report(args: argparse.Namespace) -> None:
-    from jaxprune.experiment import summary_table, train_and_evaluate
+    from jaxprune.experiment import train_and_evaluate
+    from jaxprune.summary import summary_table
 
     config = build_config(args)
     print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distill}, "

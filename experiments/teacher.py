@@ -29,7 +29,8 @@ def main(argv=None) -> int:
 def _baseline(args) -> None:
     import dataclasses
 
-    from jaxprune.experiment import prepare_output_dir, teacher_baseline, write_json
+    from jaxprune.experiment import teacher_baseline
+    from jaxprune.folders import prepare_output_dir, write_json
     from jaxprune.sources import describe
 
     config = run_cli.build_config(args)

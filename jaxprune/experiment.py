@@ -29,10 +29,11 @@ from jaxprune.config import BertConfig
 from jaxprune.data import load_files, load_mahanews, load_offline_corpus
 from jaxprune.emissions import check_country, track_emissions
 from jaxprune.errors import JaxpruneError
+from jaxprune.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
 from jaxprune.loop import fit
 from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, save_pretrained
 from jaxprune.metrics import classification_report
-from jaxprune.runlock import LOCK_NAME, hold_folder_lock
+from jaxprune.runlock import hold_folder_lock
 from jaxprune.sources import describe, model_folder
 from jaxprune.train import TrainConfig, masked_params, predict_logits
 
@@ -132,40 +133,6 @@ def check_precision(dtype: str) -> None:
         raise JaxpruneError(
             f"{dtype} compute is not available on {jax.default_backend()} ({type(err).__name__}); use --precision fp32"
         ) from None
-
-
-def prepare_output_dir(folder: str, what: str = "output folder", flag: str = "--output-dir") -> Path:
-    """Create ``folder`` and check it is writable; the error names ``what`` it is and the ``flag`` that sets it."""
-    path = Path(folder)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise JaxpruneError(f"cannot write to {what} {folder} ({err.strerror}); pass a writable {flag}") from None
-    return path
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as JSON atomically: a reader (or --resume) never sees a half-written file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:
-        raise JaxpruneError(f"cannot write {path} ({err.strerror}); choose a writable location") from None
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def load_data(config: ExperimentConfig, label_names: tuple[str, ...] | None):
@@ -393,7 +360,7 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     an empty teacher cache) it created; an interrupted one keeps its checkpoints for ``resume``.
     """
     check_country(config.country_iso_code)
-    created = {Path(folder): _missing_folders(Path(folder)) for folder in (config.output_dir, config.teacher_cache)}
+    created = {Path(folder): missing_folders(Path(folder)) for folder in (config.output_dir, config.teacher_cache)}
     out = prepare_output_dir(config.output_dir)
     try:
         with hold_folder_lock(out):
@@ -401,42 +368,8 @@ def train_and_evaluate(config: ExperimentConfig, log=print) -> dict[str, Any]:
     except BaseException:
         for folder, missing in created.items():
             if missing:
-                _remove_unless_useful(folder, missing)
+                remove_unless_useful(folder, missing)
         raise
-
-
-def _missing_folders(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
-    return missing
-
-
-_BOOKKEEPING = (LOCK_NAME, ".write-test")
-
-
-def _useful(entry: Path) -> bool:
-    """Whether a rerun would use ``entry``: anything but bookkeeping and a checkpoints folder with no checkpoint."""
-    if entry.name in _BOOKKEEPING:
-        return False
-    if entry.name == "checkpoints" and entry.is_dir():
-        return any(child.name.isdigit() for child in entry.iterdir())
-    return True
-
-
-def _remove_unless_useful(folder: Path, created: list[Path]) -> None:
-    """After a failed run: remove ``folder`` unless it holds something useful, then the empty parents it
-    was created with (``created``, deepest first)."""
-    if folder.is_dir() and not any(_useful(entry) for entry in folder.iterdir()):
-        shutil.rmtree(folder, ignore_errors=True)
-    for path in created:
-        try:
-            path.rmdir()
-        except OSError:  # not empty (or already gone): keep what is there
-            if path.exists():
-                break
 
 
 def _finished_run(config: ExperimentConfig, results_path: Path, log) -> dict[str, Any]:
@@ -567,80 +500,3 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, A
     if not config.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is finished: results and models are kept
     return results
-
-
-def _vocabulary_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
-    vocabulary = results.get("vocabulary")
-    if not vocabulary:
-        return [("vocabulary", "not pruned (--prune-vocab keeps only the pieces the training texts use)")]
-    fallback = vocabulary["eval_fallback"]
-    return [
-        ("vocabulary", f"{vocabulary['kept_pieces']:,} of {vocabulary['original_pieces']:,} pieces kept; params "
-                       f"{results['params_before_vocab_pruning']:,} -> {results['params_after_vocab_pruning']:,}"),
-        ("eval texts with dropped pieces", f"{fallback['texts_changed']} of {fallback['texts']} "
-                                           f"({fallback['texts_changed_fraction']:.1%}; tokenized with smaller pieces)"),
-    ]
-
-
-def _number(value: float | None, unit: str) -> str:
-    return "not measured" if value is None else f"{value:.2e} {unit}"
-
-
-def _data_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
-    sizes, files = results["split_sizes"], results.get("dataset_files")
-    if isinstance(files, dict):  # {role: file name}; a lone file is split into train and eval
-        counts = ", ".join(f"{name} {sizes[name]:,}" + (f" ({files[name]})" if name in files else "")
-                           for name in ("train", "eval", "test") if name in sizes)
-    else:
-        counts = ", ".join(f"{name} {sizes[name]:,}" for name in ("train", "eval", "test") if name in sizes)
-    rows = [("data", f"{results['dataset']}: {counts}")]
-    info = results.get("data")
-    if info:  # runs made before the loader counted duplicates have no such record
-        overlap = "; ".join(
-            f"{name}: {n} texts also in training" + (" left out" if info["overlap_removed"].get(name) else " kept")
-            if n else f"{name}: no text in training" for name, n in info["overlap"].items())
-        rows.append(("data cleaning", f"{info['duplicate_rows']:,} duplicate rows collapsed "
-                                      f"({info['label_conflicts']} with conflicting labels); {overlap}"))
-    return rows
-
-
-def _accuracy_row(results: dict[str, Any], prefix: str, split: str) -> tuple[str, str]:
-    majority = results.get(f"{prefix}majority_class_accuracy")
-    chance = "" if majority is None else f"; chance {majority:.4f} (always the majority class)"
-    return (f"accuracy ({split})", f"teacher {results[f'teacher_{prefix}accuracy']:.4f}, "
-                                  f"student {results[f'{prefix}accuracy']:.4f}{chance}")
-
-
-def summary_table(results: dict[str, Any]) -> str:
-    """A short human-readable summary of one results dict."""
-    speed = results.get("speedup") or {}
-    test_rows = []
-    if results.get("test_accuracy") is not None:
-        test_rows = [_accuracy_row(results, "test_", "test"),
-                     ("macro-F1 (test)", f"teacher {results['teacher_test_macro_f1']:.4f}, "
-                                         f"student {results['test_macro_f1']:.4f}")]
-    emissions = (f"{_number(results['emissions_kg_co2'], 'kg')} CO2eq, {_number(results['energy_kwh'], 'kWh')} "
-                 f"({results.get('emissions_country', '?')} grid, CodeCarbon)")
-    if results.get("emissions_error"):
-        emissions += f"; tracking failed: {results['emissions_error']}"
-    rows = [
-        ("model", f"{results['model']}, {results.get('pooling', 'cls')} pooling"),
-        *_data_rows(results),
-        ("sparsity / distill / method", f"{results['sparsity']:.2f} / {results['distill']} / {results['method']}"),
-        ("precision", results["precision"]),
-        _accuracy_row(results, "", "eval"),
-        ("macro-F1 (eval)", f"teacher {results['teacher_macro_f1']:.4f}, student {results['macro_f1']:.4f}"),
-        *test_rows,
-        ("encoder sparsity", f"{results['encoder_sparsity']:.3f}"),
-        *_vocabulary_rows(results),
-        ("params (total / non-zero)", f"{results['params_total']:,} / {results['params_nonzero']:,}"),
-        ("params after compaction", f"{results['params_after_compaction']:,}"),
-        ("inference speedup", f"{speed.get('speedup', float('nan')):.2f}x compacted vs dense (batch "
-                              f"{speed.get('batch_size')}, length {speed.get('seq_length')}, {speed.get('device', '?')})"),
-        ("train time", f"{results['train_seconds']:.1f} s"),
-        ("emissions / energy", emissions),
-        ("pruned model", f"{results['pruned_dir']} (masked, full size)"),
-        ("compacted model", f"{results['compacted_dir']} (pruned rows and heads removed)"),
-    ]
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import urllib.error
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -203,7 +204,7 @@ def test_download_failure_says_to_pass_data_dir(tmp_path, monkeypatch):
         urls.append(url)
         raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     message = _one_line_error(
         lambda: data.download_mahanews("SHC", cache_dir=tmp_path), r"could not download"
     )
