@@ -29,7 +29,7 @@ def main(argv=None) -> int:
 def _baseline(args) -> None:
     import dataclasses
 
-    from jaxprune.experiment import teacher_baseline
+    from jaxprune.experiment import majority_accuracy, teacher_baseline
     from jaxprune.folders import prepare_output_dir, write_json
     from jaxprune.sources import describe
 
@@ -37,16 +37,21 @@ def _baseline(args) -> None:
     base = teacher_baseline(config)
     out = prepare_output_dir(config.output_dir) / "teacher.json"
     labels = base.model_config.label_names
+    majority = majority_accuracy(base.encoded_eval)
+    test = {}
+    if base.test_metrics is not None:
+        test = {"test_accuracy": base.test_metrics["accuracy"], "test_macro_f1": base.test_metrics["macro_f1"],
+                "test_per_class_f1": base.test_metrics["per_class_f1"],
+                "test_majority_class_accuracy": majority_accuracy(base.encoded_test)}
     write_json(out, {
         "model": describe(config.model), "pooling": base.model_config.classifier_pooling,
-        "dataset": base.data_info.source, "split_sizes": base.data_info.split_sizes,
-        "chance_accuracy": 1 / len(labels), **base.metrics, "teacher": base.info, "vocabulary": base.vocabulary,
-        "config": dataclasses.asdict(config),
+        "dataset": base.data_info.source, "split_sizes": base.data_info.split_sizes, "data": base.data_info.to_dict(),
+        "chance_accuracy": 1 / len(labels), "majority_class_accuracy": majority, **base.metrics, **test,
+        "teacher": base.info, "vocabulary": base.vocabulary, "config": dataclasses.asdict(config),
     })
     print(f"teacher ({describe(config.model)}, {base.model_config.classifier_pooling} pooling): "
           f"accuracy {base.metrics['accuracy']:.4f}, macro-F1 {base.metrics['macro_f1']:.4f} on "
-          f"{len(base.encoded_eval)} eval examples (chance {1 / len(labels):.4f}); {out}")
-
+          f"{len(base.encoded_eval)} eval examples (chance {majority:.4f}: always the majority class); {out}")
 
 if __name__ == "__main__":
     raise SystemExit(main())

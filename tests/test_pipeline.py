@@ -394,6 +394,8 @@ def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_
     baseline = json.loads((tmp_path / "t" / "teacher.json").read_text(encoding="utf-8"))
     assert baseline["pooling"] == "mean" and baseline["teacher"]["reused"] is False
     assert baseline["chance_accuracy"] == pytest.approx(1 / 3) and 0 <= baseline["accuracy"] <= 1
+    assert baseline["majority_class_accuracy"] == pytest.approx(2 / 6)  # 2 of each topic in the 6 eval texts
+    assert baseline["data"]["overlap"] == {"eval": 0} and baseline["data"]["split_sizes"] == {"train": 18, "eval": 6}
     assert "accuracy" in capsys.readouterr().out
 
     assert repo_script("experiments/run.py").main([*flags, "--sparsity", "0.5", "--output-dir",
