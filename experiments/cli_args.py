@@ -68,9 +68,14 @@ def quiet_libraries() -> None:
     transformers says "PyTorch was not found. Models won't be available..." on every import
     without torch, which jaxprune never needs. This sets ``TRANSFORMERS_NO_ADVISORY_WARNINGS``
     (unless the user set it) in the script's process; real warnings and errors still show.
+    orbax logs through absl at WARNING when a checkpoint save waits for the previous one ("consider
+    checkpointing less frequently"): advice about its own timing, so absl is kept to errors.
     The library itself never changes the environment.
     """
+    import logging
+
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:

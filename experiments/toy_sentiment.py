@@ -19,6 +19,12 @@ import random
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cli_args import Parser, run_script, whole_number  # noqa: E402
+from jaxprune.errors import JaxpruneError  # noqa: E402
+
 THINGS = ("हा फोन", "हा चित्रपट", "हे हॉटेल", "हे पुस्तक", "ही बस सेवा", "हे जेवण", "ही शाळा", "हे दुकान", "हा रस्ता",
           "ही मालिका")
 OPINIONS = {
@@ -50,9 +56,22 @@ def write_task(folder: str | Path, seed: int = 7) -> dict[str, Path]:
     return paths
 
 
+def main(argv=None) -> int:
+    parser = Parser(description=__doc__)
+    parser.add_argument("folder", help="where the three CSVs are written (created if missing)")
+    parser.add_argument("--seed", type=whole_number(0), default=7, help="seed of the endings and the order")
+    args = parser.parse_args(argv)
+
+    def write() -> None:
+        try:
+            paths = write_task(args.folder, seed=args.seed)
+        except OSError as err:
+            raise JaxpruneError(f"cannot write to {args.folder} ({err.strerror}); pass a writable folder") from None
+        for path in paths.values():
+            print(path)
+
+    return run_script(write)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("error: pass the folder to write the CSVs into (see the module docstring)", file=sys.stderr)
-        raise SystemExit(2)
-    for path in write_task(sys.argv[1]).values():
-        print(path)
+    raise SystemExit(main())

@@ -147,7 +147,7 @@ def test_run_rejects_bad_flags(tmp_path, inputs, flag, value, fragment):
 RUN_CASES = {
     # name: (model key or None, data: key or a missing path, expected fragments)
     "missing data folder": ("encoder", "missing", ("does not exist",)),
-    "csv without the columns": ("encoder", "bad_columns", ("no text column",)),
+    "csv without the columns": ("encoder", "bad_columns", ("none named like a text or a label column", "--text-column")),
     "non-utf8 csv": ("encoder", "latin1", ("not UTF-8",)),
     "empty after cleaning": ("encoder", "empty", ("no examples",)),
     "model without config": ("no_config", "good_csv", ("no config.json",)),
@@ -193,7 +193,7 @@ def test_run_rejects_an_output_folder_it_cannot_write(tmp_path, inputs):
 
 EVALUATE_CASES = {
     "missing data file": ("classifier", "missing", ("does not exist",)),
-    "csv without the columns": ("classifier", "bad_columns", ("no text column",)),
+    "csv without the columns": ("classifier", "bad_columns", ("none named like a text or a label column", "--text-column")),
     "non-utf8 csv": ("classifier", "latin1", ("not UTF-8",)),
     "empty after cleaning": ("classifier", "empty", ("no examples",)),
     "label the model lacks": ("classifier", "unknown_label", ("label 'Manoranjan' outside",)),

@@ -143,3 +143,13 @@ def test_resume_refuses_a_run_made_before_duplicates_were_collapsed(tmp_path):
     old["split"] = "distinct-texts"
     (tmp_path / "run" / "results.json").write_text(json.dumps({"config": old}), encoding="utf-8")
     assert train_and_evaluate(config, log=lambda message: None) == json.loads(json.dumps({"config": old}))
+
+
+def test_toy_sentiment_task_loads_with_its_duplicates_and_overlap(tmp_path, repo_script, capsys):
+    from jaxprune import data
+
+    assert repo_script("experiments/toy_sentiment.py").main([str(tmp_path)]) == 0
+    splits, info = data.load_files(tmp_path / "reviews_train.csv", tmp_path / "reviews_dev.csv",
+                                   tmp_path / "reviews_test.csv", text_column="comment", label_column="stars")
+    assert info.label_names == ("-1", "0", "1") and info.duplicate_rows == 5
+    assert info.overlap == {"eval": 3, "test": 0} and info.split_sizes == {"train": 108, "eval": 36, "test": 36}
