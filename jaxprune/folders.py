@@ -36,6 +36,7 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
         tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, default=_json_default), encoding="utf-8")
         os.replace(tmp, path)
     except OSError as err:
+        tmp.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
         raise JaxpruneError(f"cannot write {path} ({err.strerror}); choose a writable location") from None
 
 
@@ -47,7 +48,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
 
 
 def missing_folders(folder: Path) -> list[Path]:

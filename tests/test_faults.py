@@ -246,3 +246,21 @@ def test_an_error_that_is_not_the_file_system_is_not_reworded(tmp_path, monkeypa
         checkpointer.save(1, _state(1), {})
     with contextlib.suppress(ValueError):  # orbax may raise it again on close
         checkpointer.close()
+
+
+def test_write_json_on_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
+    """results.json is written aside and renamed: a full disk mid-write leaves no half-written file."""
+    import pathlib
+
+    from jaxprune.folders import write_json
+
+    real_write_text = pathlib.Path.write_text
+
+    def half_then_full(self, *args, **kwargs):
+        real_write_text(self, '{"half', encoding="utf-8")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", half_then_full)
+    with pytest.raises(JaxpruneError, match=r"cannot write .*results.json \(No space left on device\)"):
+        write_json(tmp_path / "results.json", {"accuracy": 0.9})
+    assert list(tmp_path.iterdir()) == []
