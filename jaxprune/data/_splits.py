@@ -180,13 +180,13 @@ def build_splits(
     train_ids = label_ids(train, names, from_model)
     counts = collections.Counter(train.labels)
     rare = {label: counts[label] for label in sorted(counts) if counts[label] < 2}
+    rare_shown = ", ".join(f"{label!r} ({n})" for label, n in list(rare.items())[:5])
     file_keys = set(train.keys)  # the whole training file, its split-off eval part included
 
     if eval_file is None:
         if rare:
-            shown = ", ".join(f"{label!r} ({n})" for label, n in list(rare.items())[:5])
             raise JaxpruneError(
-                f"{train.path} has labels with fewer than 2 examples ({shown}), so no stratified split can give "
+                f"{train.path} has labels with fewer than 2 examples ({rare_shown}), so no stratified split can give "
                 f"them to both train and eval; add examples, remove those rows, or pass an --eval-file"
             )
         train_rows, eval_rows = stratified_split(train_ids, eval_fraction, seed)
@@ -199,8 +199,7 @@ def build_splits(
     else:
         split = "files"
         if rare:
-            shown = ", ".join(f"{label!r} ({n})" for label, n in list(rare.items())[:5])
-            messages.append(f"{train.path.name}: labels with fewer than 2 training examples: {shown}; "
+            messages.append(f"{train.path.name}: labels with fewer than 2 training examples: {rare_shown}; "
                             f"expect poor scores on them")
         eval_ids = None
 
