@@ -1,8 +1,8 @@
-"""Attention alone: jaxprune.bert.attend by query block vs jax.nn.dot_product_attention and PyTorch SDPA.
+"""Attention alone: jaxprune.models.bert.attend by query block vs jax.nn.dot_product_attention and PyTorch SDPA.
 
 For each shape (batch B, heads N, length T, head dim 32, float32, no padding)
 every variant is compiled, warmed up and then timed round after round
-(``jaxprune.timing.time_side_by_side``):
+(``jaxprune.evaluation.timing.time_side_by_side``):
 
 * ``attend/all``: ``attend`` with every query at once (``query_block=T``);
 * ``attend/qNNN``: ``attend`` a block of NNN queries at a time (``lax.map``);
@@ -11,7 +11,7 @@ every variant is compiled, warmed up and then timed round after round
 * ``torch_sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` on
   (B, N, T, D) with an additive mask, the kernel transformers' BERT calls.
 
-This is the measurement behind ``jaxprune.bert.CPU_HEAD_SCORE_BYTES``, which
+This is the measurement behind ``jaxprune.models.bert.CPU_HEAD_SCORE_BYTES``, which
 sets the query block the model uses on CPU (on GPUs it attends all queries at
 once); the table names the variant the model would use. Results go
 to ``benchmarks/results/attention_<device>_<date>.{json,md}``.
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     import jax.numpy as jnp
     import numpy as np
 
-    from jaxprune.bert import attend, default_query_block, equal_blocks
-    from jaxprune.timing import (device_description, device_slug, summarize, time_side_by_side, versions,
+    from jaxprune.models.bert import attend, default_query_block, equal_blocks
+    from jaxprune.evaluation.timing import (device_description, device_slug, summarize, time_side_by_side, versions,
                                  write_results)
 
     try:

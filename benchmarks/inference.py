@@ -2,7 +2,7 @@
 
 For every cell (model, batch size, length) all variants in all dtypes are
 compiled first and then timed alternately, round after round (see
-``jaxprune.timing.time_side_by_side``), so the ratios in one cell, bf16
+``jaxprune.evaluation.timing.time_side_by_side``), so the ratios in one cell, bf16
 compacted vs fp32 dense included, are measured side by side:
 
 * ``jax/dense`` and ``jax/sNN``: the jaxprune Flax BERT, dense, and compacted
@@ -12,7 +12,7 @@ compacted vs fp32 dense included, are measured side by side:
   neuron parameters scale with the number kept, so the encoder's parameter
   count falls by NN% up to LayerNorm and output biases; the exact fraction is
   in the results. The compacted params are slices of the dense ones (what
-  ``jaxprune.compaction.compact`` returns for a model whose other heads/neurons
+  ``jaxprune.models.compaction.compact`` returns for a model whose other heads/neurons
   were pruned); the weights are random (speed does not depend on them).
 * ``torch_eager/...``: transformers' ``BertForSequenceClassification`` with
   the same weights and shapes (compacted layers get narrower ``nn.Linear``
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
-    from jaxprune.timing import device_slug, unused_stem
+    from jaxprune.evaluation.timing import device_slug, unused_stem
 
     on_gpu = jax.devices()[0].platform != "cpu"
     cells = grid(args, on_gpu)
@@ -166,8 +166,8 @@ class Model:
     def __init__(self, name: str, sparsities: tuple[float, ...], torch, notes: list[str]):
         import jax
 
-        from jaxprune.bert import count_params, init_params
-        from jaxprune.config import mahabert_config, minilm_config
+        from jaxprune.models.bert import count_params, init_params
+        from jaxprune.models.config import mahabert_config, minilm_config
 
         self.name = name
         self.config = {"mahabert": mahabert_config, "minilm": minilm_config}[name]()
@@ -194,7 +194,7 @@ class Model:
         import jax
         import jax.numpy as jnp
 
-        from jaxprune.timing import compiled_forward, summarize, time_side_by_side
+        from jaxprune.evaluation.timing import compiled_forward, summarize, time_side_by_side
 
         runs, compile_s, compile_errors = {}, {}, {}
         ids = jax.random.randint(jax.random.key(0), (batch_size, length), 0, self.config.vocab_size)
@@ -292,7 +292,7 @@ def build_torch_model(torch, params: dict, config, dtype: str):
     import numpy as np
     import transformers
 
-    from jaxprune.loading import hf_name
+    from jaxprune.models.loading import hf_name
 
     hf_dict = {k: v for k, v in config.to_dict().items() if k not in ("heads_per_layer", "intermediate_sizes")}
     hf_config = transformers.BertConfig(**hf_dict)
@@ -350,7 +350,7 @@ def torch_parity(model: Model, notes: list[str]) -> dict[str, float]:
     import jax
     import numpy as np
 
-    from jaxprune.bert import BertForSequenceClassification
+    from jaxprune.models.bert import BertForSequenceClassification
 
     ids = jax.random.randint(jax.random.key(1), (2, 16), 0, model.config.vocab_size)
     out = {}
@@ -366,7 +366,7 @@ def write_report(args, argv, rows, notes, repeats, warmup, started, load_before,
     """Write (or rewrite) ``<out>/<stem>.{json,md}`` with the rows so far; the table is printed when ``final``."""
     import jax
 
-    from jaxprune.timing import device_description, versions, write_results
+    from jaxprune.evaluation.timing import device_description, versions, write_results
 
     date = datetime.date.today().isoformat()
     torch = import_torch()

@@ -37,11 +37,11 @@ import numpy as np
 import optax
 
 from jaxprune import mask
-from jaxprune.bert import BertForSequenceClassification, count_params, init_params
-from jaxprune.bert_rules import bert_rules
-from jaxprune.config import BertConfig
+from jaxprune.models.bert import BertForSequenceClassification, count_params, init_params
+from jaxprune.models.bert_rules import bert_rules
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
-from jaxprune.timing import device_description, device_slug, unused_stem, versions
+from jaxprune.evaluation.timing import device_description, device_slug, unused_stem, versions
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
 from cli_args import Parser, fraction_kept, run_script, whole_number  # noqa: E402

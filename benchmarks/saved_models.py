@@ -4,7 +4,7 @@ A run folder written by ``experiments/run.py`` or ``experiments/table1.py``
 holds ``pruned/`` (the student at full shape, pruned weights zero) and
 ``compacted/`` (the same function with the pruned heads and neurons removed).
 For every run given, both are loaded and timed side by side
-(``jaxprune.timing.compare_inference``: jitted, compilation excluded, runs
+(``jaxprune.evaluation.timing.compare_inference``: jitted, compilation excluded, runs
 alternated, median) at the batch shape and precision asked for, on whatever
 device is present; so the speed column of a results table can be re-measured
 after a code change or on another machine without training again.
@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> dict:
     skipped = [str(run) for run in args.runs if run not in runs]
     import jax.numpy as jnp
 
-    from jaxprune.bert import count_params
+    from jaxprune.models.bert import count_params
     from jaxprune.errors import JaxpruneError
-    from jaxprune.loading import from_pretrained
-    from jaxprune.timing import compare_inference, device_description, device_slug, versions, write_results
+    from jaxprune.models.loading import from_pretrained
+    from jaxprune.evaluation.timing import compare_inference, device_description, device_slug, versions, write_results
 
     if not runs:
         raise JaxpruneError(f"none of {[str(r) for r in args.runs]} has a compacted/ folder; "

@@ -96,11 +96,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import jax.numpy as jnp
     import optax
 
-    from jaxprune.bert import BertForSequenceClassification, count_params, init_params
-    from jaxprune.bert_rules import bert_rules
-    from jaxprune.config import mahabert_config, minilm_config
+    from jaxprune.models.bert import BertForSequenceClassification, count_params, init_params
+    from jaxprune.models.bert_rules import bert_rules
+    from jaxprune.models.config import mahabert_config, minilm_config
     from jaxprune.mask import build_layout, init_scores
-    from jaxprune.timing import (device_description, device_slug, peak_flops_per_s, summarize,
+    from jaxprune.evaluation.timing import (device_description, device_slug, peak_flops_per_s, summarize,
                                  time_side_by_side, train_step_runner, versions, write_results)
 
     on_gpu = jax.devices()[0].platform != "cpu"

@@ -2,7 +2,7 @@
 
     python benchmarks/vocab_step.py --data-dir ../shared/data/mahanews-shc
 
-Both steps are jaxprune's own (``jaxprune.train.make_train_step``: forward with dropout,
+Both steps are jaxprune's own (``jaxprune.training.step.make_train_step``: forward with dropout,
 cross-entropy, AdamW on every parameter, no pruning), for the same texts: the first
 ``--batch-size`` training headlines, each tokenized by its model's tokenizer and padded to
 each of ``--lengths``. The pruned vocabulary is built from the training split, as ``run.py
@@ -62,13 +62,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     import tempfile
 
-    from jaxprune.bert import count_params
+    from jaxprune.models.bert import count_params
     from jaxprune.data import load_mahanews, load_offline_corpus
-    from jaxprune.loading import from_pretrained, load_tokenizer
-    from jaxprune.sources import describe, model_folder
-    from jaxprune.timing import (device_description, device_slug, summarize, time_side_by_side, train_step_runner,
+    from jaxprune.models.loading import from_pretrained, load_tokenizer
+    from jaxprune.models.sources import describe, model_folder
+    from jaxprune.evaluation.timing import (device_description, device_slug, summarize, time_side_by_side, train_step_runner,
                                  versions, write_results)
-    from jaxprune.train import TrainConfig, create_train_state, make_optimizers, make_train_step
+    from jaxprune.mask import Pruner
+    from jaxprune.training.config import OptimizerConfig, TrainConfig
+    from jaxprune.training.step import create_train_state, make_optimizer, make_train_step
     from jaxprune.vocab import prune_model_folder
 
     if args.data_dir:
@@ -78,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     train_texts = list(splits["train"]["text"])
     texts, labels = train_texts[: args.batch_size], list(splits["train"]["label"][: args.batch_size])
     folder = model_folder(args.model)
-    config = TrainConfig(epochs=1, learning_rate=1e-4, batch_size=args.batch_size, compute_dtype=args.dtype)
+    config = TrainConfig(epochs=1, optimizer=OptimizerConfig(learning_rate=1e-4), batch_size=args.batch_size,
+                         compute_dtype=args.dtype)
 
     runs, compile_s, params_count = {}, {}, {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -88,11 +91,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         prune_s = time.perf_counter() - started
         for variant, source in (("full vocabulary", folder), ("pruned vocabulary", pruned_folder)):
             params, model_config = from_pretrained(source, label_names=info.label_names)
-            weight_tx, score_tx = make_optimizers(config, total_steps=1000)
-            step = make_train_step(model_config, config, None, weight_tx, score_tx)
+            pruner = Pruner.from_rules(params, [])  # plain fine-tuning: nothing scored
+            tx = make_optimizer(config, pruner, total_steps=1000)
+            step = make_train_step(model_config, config, pruner, tx)
             for length in args.lengths:
                 name = f"{variant}/{length}"
-                state = create_train_state(params, config, weight_tx, score_tx, None)
+                state = create_train_state(params, config, pruner, tx)
                 batch = _batch(load_tokenizer(source), texts, labels, length)
                 started = time.perf_counter()
                 compiled = step.lower(state, batch).compile()

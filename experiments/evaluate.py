@@ -65,12 +65,12 @@ def _check_output(path: Path, in_model_folder: bool) -> None:
 def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict:
     """Load the model and data, predict every row, and return the report dict (``folder``:
     the model already resolved to a local folder, else ``args.model`` is resolved here)."""
-    from jaxprune.batching import encode_split
-    from jaxprune.config import BertConfig
+    from jaxprune.data.batching import encode_split
+    from jaxprune.models.config import BertConfig
     from jaxprune.data import load_csv
     from jaxprune.experiment import check_precision, evaluate
-    from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder
-    from jaxprune.timing import device_description
+    from jaxprune.models.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder
+    from jaxprune.evaluation.timing import device_description
 
     dtype = {"fp32": "float32", "bf16": "bfloat16"}[args.precision]
     check_precision(dtype)
@@ -124,8 +124,8 @@ def main(argv=None) -> int:
 
 
 def _evaluate_and_report(args: argparse.Namespace) -> None:
-    from jaxprune.folders import write_json
-    from jaxprune.loading import resolve_folder
+    from jaxprune.experiment.folders import write_json
+    from jaxprune.models.loading import resolve_folder
 
     if args.output:  # checked before a hub model is downloaded
         output = Path(args.output)

@@ -112,11 +112,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     import jax
 
-    from jaxprune.emissions import check_country
+    from jaxprune.experiment.emissions import check_country
     from jaxprune.errors import JaxpruneError
     from jaxprune.experiment import ExperimentConfig
-    from jaxprune.sources import NAMED_MODELS
-    from jaxprune.train import TrainConfig
+    from jaxprune.models.sources import NAMED_MODELS
+    from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
 
     # A named offline model on the embedded corpus is the demo; a folder or hub id is an experiment.
     custom_data = (args.data_dir is not None or args.train_file is not None
@@ -129,13 +129,15 @@ def build_config(args: argparse.Namespace):
     common = dict(batch_size=args.batch_size or preset["batch_size"], compute_dtype=dtype, seed=args.seed)
     student = TrainConfig(
         epochs=args.epochs or preset["epochs"],
-        learning_rate=args.learning_rate or preset["learning_rate"],
-        sparsity=args.sparsity, distill=args.distill, temperature=args.temperature, method=args.method,
-        attention_blocks=args.attention, scope=args.scope, **common,
+        optimizer=OptimizerConfig(learning_rate=args.learning_rate or preset["learning_rate"]),
+        pruning=PruningConfig(sparsity=args.sparsity, method=args.method, attention_blocks=args.attention,
+                              scope=args.scope),
+        distillation=DistillationConfig(temperature=args.temperature) if args.distill else None,
+        **common,
     )
     teacher = TrainConfig(
         epochs=args.teacher_epochs or max(preset["teacher_epochs"], 1),
-        learning_rate=preset["teacher_learning_rate"], **common,
+        optimizer=OptimizerConfig(learning_rate=preset["teacher_learning_rate"]), **common,
     )
     for flag, given in (("--vocab-corpus", args.vocab_corpus is not None),
                         ("--vocab-script-pieces", args.vocab_script_pieces is not None)):
@@ -187,11 +189,11 @@ def main(argv=None) -> int:
 
 def _run_and_report(args: argparse.Namespace) -> None:
     from jaxprune.experiment import train_and_evaluate
-    from jaxprune.summary import summary_table
+    from jaxprune.experiment.summary import summary_table
 
     config = build_config(args)
-    print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distill}, "
-          f"{config.student.method}, {config.student.compute_dtype}", flush=True)
+    print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distills}, "
+          f"{config.student.pruning.method}, {config.student.compute_dtype}", flush=True)
     results = train_and_evaluate(config)
     print(summary_table(results))
     print(f"results: {os.path.join(config.output_dir, 'results.json')}")

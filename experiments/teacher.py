@@ -30,8 +30,8 @@ def _baseline(args) -> None:
     import dataclasses
 
     from jaxprune.experiment import majority_accuracy, teacher_baseline
-    from jaxprune.folders import prepare_output_dir, write_json
-    from jaxprune.sources import describe
+    from jaxprune.experiment.folders import prepare_output_dir, write_json
+    from jaxprune.models.sources import describe
 
     config = run_cli.build_config(args)
     base = teacher_baseline(config)

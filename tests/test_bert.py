@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune.bert import (
+from jaxprune.models.bert import (
     BertForSequenceClassification,
     count_params,
     default_microbatch_size,
@@ -13,9 +13,9 @@ from jaxprune.bert import (
     init_params,
     param_shapes,
 )
-from jaxprune.config import BertConfig, mahabert_config
+from jaxprune.models.config import BertConfig, mahabert_config
 from jaxprune.errors import JaxpruneError
-from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
+from jaxprune.models.loading import from_pretrained, load_tokenizer, save_pretrained
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

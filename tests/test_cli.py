@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune.bert import init_params
-from jaxprune.config import BertConfig
+from jaxprune.models.bert import init_params
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
-from jaxprune.loading import save_pretrained
+from jaxprune.models.loading import save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = REPO / "experiments" / "run.py"
@@ -231,10 +231,10 @@ def test_evaluate_rejects_an_output_it_cannot_write(tmp_path, inputs):
 
 
 def test_evaluate_writes_the_metrics_of_the_model(tmp_path, inputs):
-    from jaxprune.batching import encode_split
+    from jaxprune.data.batching import encode_split
     from jaxprune.data import load_csv
-    from jaxprune.loading import from_pretrained, load_tokenizer
-    from jaxprune.train import predict_logits
+    from jaxprune.models.loading import from_pretrained, load_tokenizer
+    from jaxprune.evaluation.predict import predict_logits
 
     # Two rows the loader drops: a stray header line and an empty text.
     data = _write_csv(tmp_path / "test.csv", ["text", "label"], ROWS + [("text", "label"), ("", "Sports")])

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxprune.compaction as compact_lib
-from jaxprune.bert import BertForSequenceClassification, activation, count_params, init_params, param_shapes
-from jaxprune.config import BertConfig
+import jaxprune.models.compaction as compact_lib
+from jaxprune.models.bert import BertForSequenceClassification, activation, count_params, init_params, param_shapes
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 HIDDEN, HEADS, FFN, LAYERS = 64, 4, 128, 3
@@ -243,7 +243,7 @@ def test_report_lists_every_layer():
 
 
 def test_save_and_reload_a_compacted_model(tmp_path):
-    loading = pytest.importorskip("jaxprune.loading")
+    loading = pytest.importorskip("jaxprune.models.loading")
     config = _config()
     params = _mutable(_random_params(config))
     params["encoder"]["layer_0"]["attention"]["value"]["kernel"][:] = 0

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxprune import batching, data
+from jaxprune import data
+from jaxprune.data import batching
 from jaxprune.errors import JaxpruneError
 
 SHARED_SHC = Path(__file__).resolve().parents[1].parent / "shared/data/mahanews-shc"

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 from jaxprune import mask
-from jaxprune.bert import BertForSequenceClassification, attend, inference_logits
-from jaxprune.bert_rules import bert_rules
-from jaxprune.distill import cross_entropy, distillation_loss
+from jaxprune.models.bert import BertForSequenceClassification, attend, inference_logits
+from jaxprune.models.bert_rules import bert_rules
+from jaxprune.training.losses import cross_entropy, distillation_loss
 
 def _inputs(vocab_size: int, batch: int = 3, length: int = 8):
     ids = jax.random.randint(jax.random.key(1), (batch, length), 0, vocab_size)

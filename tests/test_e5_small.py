@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxprune.errors import JaxpruneError
-from jaxprune.sources import e5_small
+from jaxprune.models.sources import e5_small
 
 LABELS = ("Auto", "Bhakti", "Crime", "Education", "Fashion", "Health", "International", "Manoranjan",
           "Politics", "Sports", "Tech", "Travel")
@@ -137,7 +137,7 @@ def test_jaxprune_logits_equal_transformers(e5_folder, shc_texts, tmp_path, pool
 
 def test_mean_pooling_ignores_padding(tiny_bert_config, tiny_bert_params):
     from jaxprune import BertForSequenceClassification
-    from jaxprune.bert import mean_pool
+    from jaxprune.models.bert import mean_pool
 
     config = tiny_bert_config.replace(classifier_pooling="mean")
     params = {k: v for k, v in tiny_bert_params.items() if k != "pooler"}
@@ -162,7 +162,7 @@ def test_dequantize_q4_0_by_hand():
 
 def test_converted_folder_loads_in_jaxprune_and_records_its_source(e5_folder):
     from jaxprune import load_tokenizer
-    from jaxprune.config import BertConfig
+    from jaxprune.models.config import BertConfig
 
     config = BertConfig.load(e5_folder)
     assert (config.hidden_size, config.num_hidden_layers, config.intermediate_size) == (384, 12, 1536)

@@ -19,12 +19,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-import jaxprune.loop as fit_lib
-from jaxprune.batching import epoch_plan
-from jaxprune.checkpoint import Checkpointer, NonFiniteStateError, tree_is_finite
+import jaxprune.training.loop as fit_lib
+from jaxprune.data.batching import epoch_plan
+from jaxprune.training.checkpoint import Checkpointer, NonFiniteStateError, tree_is_finite
 from jaxprune.errors import JaxpruneError
-from jaxprune.runlock import LOCK_NAME, hold_folder_lock
-from jaxprune.train import create_train_state, make_optimizers, make_pruning
+from jaxprune.experiment.runlock import LOCK_NAME, hold_folder_lock
+from jaxprune.training.step import create_train_state, make_optimizer
 from test_pipeline import _resume_setup, leaves_equal
 
 
@@ -56,8 +56,8 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert _step_dirs(folder) == ["2"]
     checkpointer = Checkpointer(folder, "run-a")
     try:
-        like = create_train_state(params, config, *make_optimizers(config, 6),
-                                  make_pruning(params, model_config, config, 6))
+        pruner = config.pruning.build(params, model_config, 6)
+        like = create_train_state(params, config, pruner, make_optimizer(config, pruner, 6))
         state, meta = checkpointer.restore_latest(like)
     finally:
         checkpointer.close()
@@ -72,7 +72,7 @@ def test_weights_that_overflow_under_a_finite_loss_are_not_saved(tmp_path):
     params, model_config, config, train, teacher_logits = _resume_setup()
     # inf * 0 in the warm-up schedule: the first update turns the weights into nan, while the
     # loss of that step (computed before the update) is still finite.
-    config = dataclasses.replace(config, learning_rate=float("inf"))
+    config = config.replace(optimizer=dataclasses.replace(config.optimizer, learning_rate=float("inf")))
     folder = tmp_path / "checkpoints"
 
     with pytest.raises(JaxpruneError) as caught:
@@ -111,7 +111,7 @@ def test_the_checkpointer_refuses_a_state_holding_nan(tmp_path):
 
 _HOLDER = textwrap.dedent("""
     import sys
-    from jaxprune.runlock import hold_folder_lock
+    from jaxprune.experiment.runlock import hold_folder_lock
     try:
         with hold_folder_lock(sys.argv[1]):
             print("held", flush=True)
@@ -125,7 +125,7 @@ _HOLDER = textwrap.dedent("""
 _CONTENDER = textwrap.dedent("""
     import sys
     from jaxprune.errors import JaxpruneError
-    from jaxprune.runlock import hold_folder_lock
+    from jaxprune.experiment.runlock import hold_folder_lock
     try:
         with hold_folder_lock(sys.argv[1]):
             print("held")
@@ -252,7 +252,7 @@ def test_write_json_on_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
     """results.json is written aside and renamed: a full disk mid-write leaves no half-written file."""
     import pathlib
 
-    from jaxprune.folders import write_json
+    from jaxprune.experiment.folders import write_json
 
     real_write_text = pathlib.Path.write_text
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from jaxprune import mask
-from jaxprune.bert import BertForSequenceClassification, param_shapes
-from jaxprune.bert_rules import (
+from jaxprune.models.bert import BertForSequenceClassification, param_shapes
+from jaxprune.models.bert_rules import (
     bert_rules,
     bert_sparsity_report,
     head_param_count,
@@ -20,8 +20,8 @@ from jaxprune.bert_rules import (
     surviving_units,
     surviving_units_from_masks,
 )
-from jaxprune.compaction import compact
-from jaxprune.config import BertConfig
+from jaxprune.models.compaction import compact
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 CONFIG = BertConfig(

@@ -12,16 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxprune.loop as fit_lib
-from jaxprune import train as train_lib
-from jaxprune.batching import EncodedSplit
-from jaxprune.bert import BertForSequenceClassification, init_params
-from jaxprune.config import BertConfig
-from jaxprune.distill import cross_entropy, distillation_loss
+import jaxprune.training.loop as fit_lib
+from jaxprune.training import step as train_lib
+from jaxprune.data.batching import EncodedSplit
+from jaxprune.models.bert import BertForSequenceClassification, init_params
+from jaxprune.models.config import BertConfig
+from jaxprune.training.losses import cross_entropy, distillation_loss
 from jaxprune.errors import JaxpruneError
 from jaxprune.experiment import ExperimentConfig, train_and_evaluate
-from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
-from jaxprune.train import TrainConfig
+from jaxprune.models.loading import from_pretrained, load_tokenizer, save_pretrained
+from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 # Three topics, eight Marathi headlines each: subject x event.
@@ -132,8 +132,9 @@ def _logits(folder: Path, input_ids: np.ndarray) -> np.ndarray:
 
 def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_dir, repo_script):
     config = ExperimentConfig(
-        student=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3, sparsity=0.5, distill=True),
-        teacher=TrainConfig(epochs=1, batch_size=8, learning_rate=1e-3),
+        student=TrainConfig(epochs=1, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
+                            pruning=PruningConfig(sparsity=0.5), distillation=DistillationConfig()),
+        teacher=TrainConfig(epochs=1, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3)),
         model=str(tiny_model_folder),
         dataset="mahanews",
         data_dir=str(tiny_data_dir),
@@ -189,7 +190,7 @@ def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_di
         train_and_evaluate(config, log=lambda message: None)
     # --resume with other settings does not pass the old run off as the new one.
     other = dataclass_replace(config, resume=True, speed_repeats=3,
-                              student=dataclass_replace(config.student, sparsity=0.75))
+                              student=config.student.replace(pruning=PruningConfig(sparsity=0.75)))
     with pytest.raises(JaxpruneError, match=r"other settings \(student.sparsity: 0.5 -> 0.75\)"):
         train_and_evaluate(other, log=lambda message: None)
 
@@ -207,7 +208,7 @@ def test_fit_loss_decreases_on_a_learnable_task():
     model_config = tiny_config(vocab_size=64, dropout=0.0)
     params = init_params(model_config, jax.random.key(1))
     train = keyword_task(32)
-    config = TrainConfig(epochs=8, batch_size=8, learning_rate=3e-3, warmup_fraction=0.0)
+    config = TrainConfig(epochs=8, batch_size=8, optimizer=OptimizerConfig(learning_rate=3e-3, warmup_fraction=0.0))
     result = fit_lib.fit(params, model_config, config, train)
 
     losses = np.array([row["loss"] for row in result.history])
@@ -265,8 +266,9 @@ def _resume_setup():
     params = init_params(model_config, jax.random.key(2))
     train = keyword_task(24, seed=3)  # 3 batches of 8 per epoch
     teacher_logits = np.random.default_rng(4).normal(size=(24, 3)).astype(np.float32)
-    config = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, sparsity=0.5, distill=True,
-                         prune_warmup_fraction=0.0, prune_cooldown_fraction=0.0)
+    config = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
+                         pruning=PruningConfig(sparsity=0.5, warmup_fraction=0.0, cooldown_fraction=0.0),
+                         distillation=DistillationConfig())
     return params, model_config, config, train, teacher_logits
 
 
@@ -283,8 +285,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     assert second.resumed_from_step == 4 and int(second.state.step) == full.total_steps == 6
     assert leaves_equal(second.state.params, full.state.params)
     assert leaves_equal(second.state.scores, full.state.scores)
-    assert leaves_equal(second.state.weight_opt_state, full.state.weight_opt_state)
-    assert leaves_equal(second.state.score_opt_state, full.state.score_opt_state)
+    assert leaves_equal(second.state.opt_state, full.state.opt_state)
     assert first.history + second.history == full.history
     # Pruning and distillation were really on.
     assert full.history[-1]["keep_fraction"] < 0.6 and full.history[-1]["kd"] > 0
@@ -308,7 +309,7 @@ def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
 def test_experiment_fingerprint_ignores_where_and_whether_it_resumes():
     base = ExperimentConfig(output_dir="a")
     assert base.fingerprint() == dataclass_replace(base, output_dir="b", resume=True).fingerprint()
-    assert base.fingerprint() != dataclass_replace(base, student=TrainConfig(sparsity=0.5)).fingerprint()
+    assert base.fingerprint() != dataclass_replace(base, student=TrainConfig(pruning=PruningConfig(sparsity=0.5))).fingerprint()
 
 
 # --- schedule and compilation --------------------------------------------------------------------
@@ -333,8 +334,8 @@ def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape
     monkeypatch.setattr(fit_lib, "make_train_step", keeping_make_train_step)
     model_config = tiny_config(vocab_size=64)
     train = two_bucket_task(32)  # 16 rows of each length: 2 batches of 8 per bucket
-    config = TrainConfig(epochs=3, batch_size=8, sparsity=0.75, prune_warmup_fraction=0.25,
-                         prune_cooldown_fraction=0.25)
+    config = TrainConfig(epochs=3, batch_size=8,
+                         pruning=PruningConfig(sparsity=0.75, warmup_fraction=0.25, cooldown_fraction=0.25))
     result = fit_lib.fit(init_params(model_config, jax.random.key(0)), model_config, config, train)
 
     total = result.total_steps
@@ -350,7 +351,7 @@ def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape
 
 
 def _full_batch(train: EncodedSplit) -> dict:
-    from jaxprune.batching import make_batch
+    from jaxprune.data.batching import make_batch
 
     batch = make_batch(train, np.arange(len(train)), len(train))
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels", "weight")}
@@ -362,19 +363,20 @@ def _full_batch(train: EncodedSplit) -> dict:
 def test_bfloat16_step_keeps_float32_state():
     model_config = tiny_config(vocab_size=64)
     train = keyword_task(8)
-    config = TrainConfig(epochs=4, batch_size=8, sparsity=0.5, distill=True, compute_dtype="bfloat16",
-                         prune_warmup_fraction=0.0, prune_cooldown_fraction=0.0)
+    config = TrainConfig(epochs=4, batch_size=8, compute_dtype="bfloat16",
+                         pruning=PruningConfig(sparsity=0.5, warmup_fraction=0.0, cooldown_fraction=0.0),
+                         distillation=DistillationConfig())
     params = init_params(model_config, jax.random.key(0))
-    weight_tx, score_tx = train_lib.make_optimizers(config, 4)
-    pruning = train_lib.make_pruning(params, model_config, config, 4)
-    state = train_lib.create_train_state(params, config, weight_tx, score_tx, pruning)
-    step_fn = train_lib.make_train_step(model_config, config, pruning, weight_tx, score_tx)
+    pruner = config.pruning.build(params, model_config, 4)
+    tx = train_lib.make_optimizer(config, pruner, 4)
+    state = train_lib.create_train_state(params, config, pruner, tx)
+    step_fn = train_lib.make_train_step(model_config, config, pruner, tx)
     batch = dict(_full_batch(train), teacher_logits=jnp.zeros((8, 3), jnp.bfloat16))
     for _ in range(2):  # the first step's learning rate is 0 (warm-up)
         state, metrics = step_fn(state, batch)
 
     assert int(state.step) == 2
-    for tree in (state.params, state.scores, state.weight_opt_state, state.score_opt_state):
+    for tree in (state.params, state.scores, state.opt_state):
         floats = [leaf.dtype for leaf in jax.tree_util.tree_leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.floating)]
         assert floats and set(floats) == {jnp.dtype(jnp.float32)}
     for name, value in metrics.items():
@@ -465,7 +467,7 @@ def test_a_ready_classifier_keeps_its_head_through_vocabulary_pruning(tmp_path, 
     for name in TOKENIZER_FILES:
         shutil.copy(Path(minilm_folder) / name, classifier / name)
     experiment = ExperimentConfig(
-        student=TrainConfig(epochs=1, batch_size=8, sparsity=0.5),
+        student=TrainConfig(epochs=1, batch_size=8, pruning=PruningConfig(sparsity=0.5)),
         model=str(classifier), dataset="mahanews", data_dir=str(tiny_data_dir), max_length=32,
         output_dir=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"), speed_repeats=2,
         prune_vocab=True,

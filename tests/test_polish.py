@@ -11,11 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxprune.bert import init_params
-from jaxprune.emissions import check_country, track_emissions
+from jaxprune.models.bert import init_params
+from jaxprune.experiment.emissions import check_country, track_emissions
 from jaxprune.errors import JaxpruneError
-from jaxprune.loading import from_pretrained, save_pretrained
-from jaxprune.metrics import classification_report
+from jaxprune.models.loading import from_pretrained, save_pretrained
+from jaxprune.evaluation.metrics import classification_report
 
 # --- the CO2 country ----------------------------------------------------------------------------
 
@@ -167,7 +167,7 @@ def test_other_labels_for_a_trained_head_are_refused(classifier_folder, labels, 
 
 @pytest.mark.parametrize("labels", [("c", "b", "a"), ("sports", "politics")])
 def test_replace_head_gives_a_new_head_on_the_same_encoder(classifier_folder, tiny_bert_params, caplog, labels):
-    with caplog.at_level(logging.INFO, logger="jaxprune.loading"):
+    with caplog.at_level(logging.INFO, logger="jaxprune.models.loading"):
         params, config = from_pretrained(classifier_folder, label_names=labels, seed=5, replace_head=True)
     assert config.label_names == labels
     fresh = init_params(config, jax.random.key(5))
@@ -185,7 +185,7 @@ def test_a_model_without_a_trained_head_gets_a_new_one_as_expected(tmp_path, tin
     """Placeholder labels (LABEL_0...) mean no trained head: other labels take a new one, logged as
     an expected event, not a warning."""
     save_pretrained(tiny_bert_params, tiny_bert_config.with_labels(("LABEL_0", "LABEL_1", "LABEL_2")), tmp_path)
-    with caplog.at_level(logging.INFO, logger="jaxprune.loading"):
+    with caplog.at_level(logging.INFO, logger="jaxprune.models.loading"):
         params, config = from_pretrained(tmp_path, label_names=("sports", "politics"), seed=2)
     assert config.label_names == ("sports", "politics") and params["classifier"]["kernel"].shape == (16, 2)
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [

@@ -97,7 +97,7 @@ def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model_fo
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from jaxprune.runlock import hold_folder_lock\n"
+        [sys.executable, "-c", "import sys, time; from jaxprune.experiment.runlock import hold_folder_lock\n"
                                "with hold_folder_lock(sys.argv[1]):\n    print('held', flush=True); time.sleep(60)",
          str(out)], stdout=subprocess.PIPE, text=True)
     try:

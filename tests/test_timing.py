@@ -1,4 +1,4 @@
-"""jaxprune.timing on a tiny BERT: sane fields, no speed assertions."""
+"""jaxprune.evaluation.timing on a tiny BERT: sane fields, no speed assertions."""
 
 import dataclasses
 import json
@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxprune.compaction import compact
+from jaxprune.models.compaction import compact
 from jaxprune.errors import JaxpruneError
-from jaxprune.timing import (
+from jaxprune.evaluation.timing import (
     TimingResult,
     compare_inference,
     compiled_forward,

@@ -12,9 +12,9 @@ import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
 from jaxprune import vocab
-from jaxprune.bert import BertForSequenceClassification, init_params
+from jaxprune.models.bert import BertForSequenceClassification, init_params
 from jaxprune.errors import JaxpruneError
-from jaxprune.loading import from_pretrained, load_tokenizer, save_pretrained
+from jaxprune.models.loading import from_pretrained, load_tokenizer, save_pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 

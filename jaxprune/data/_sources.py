@@ -28,7 +28,7 @@ VARIANTS = ("SHC", "LDC", "LPC")
 MAHANEWS_URL = (
     "https://raw.githubusercontent.com/l3cube-pune/MarathiNLP/main/L3Cube-MahaNews/{variant}/{file}"
 )
-OFFLINE_CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "marathi_headlines.csv"
+OFFLINE_CORPUS = Path(__file__).resolve().parent / "corpus" / "marathi_headlines.csv"
 # What a file's name says it holds, for a folder passed as --data-dir.
 _ROLE_PATTERNS = {"train": re.compile(r"train"), "eval": re.compile(r"val|dev"), "test": re.compile(r"test")}
 _TABLE_SUFFIXES = (".csv", ".tsv")
@@ -207,7 +207,7 @@ def load_offline_corpus(
     path: str | os.PathLike | None = None,
 ) -> tuple[datasets.DatasetDict, DataInfo]:
     """Loads the project's own Marathi headline corpus (or any ``text,label`` CSV at ``path``),
-    split into ``train`` and ``eval`` over its distinct texts. See ``jaxprune/corpus/README.md``."""
+    split into ``train`` and ``eval`` over its distinct texts. See ``jaxprune/data/corpus/README.md``."""
     csv_path = Path(path) if path is not None else OFFLINE_CORPUS
     if not csv_path.is_file():
         raise JaxpruneError(

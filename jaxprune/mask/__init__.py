@@ -18,9 +18,14 @@ Array([[ 0.,  0.,  2.,  3.],
        [ 8.,  9.,  0.,  0.],
        [12., 13.,  0.,  0.]], dtype=float32)
 
+To train: :class:`Pruner` bundles layout, method and keep schedule
+(``init(params) -> scores``, ``apply(params, scores, step)``, ``penalty(scores)``)
+and ``Pruner.optimizer(weight_tx, score_tx)`` is one optax transformation over
+``(params, scores)``.
+
 Modules: :mod:`.rules` (what is pruned), :mod:`.layout` (rules resolved
 against a params tree), :mod:`.scores`, :mod:`.masking`, :mod:`.schedule`,
-:mod:`.report`.
+:mod:`.pruner`, :mod:`.report`.
 """
 
 from jaxprune.mask.layout import MaskLayout, ScoredEntry, Slot, build_layout
@@ -32,6 +37,7 @@ from jaxprune.mask.masking import (
     kept_fraction,
     score_penalty,
 )
+from jaxprune.mask.pruner import Pruner
 from jaxprune.mask.report import LeafSparsity, SparsityReport, UnitSparsity, sparsity_report
 from jaxprune.mask.rules import BlockRule, GroupMember, GroupRule, Rule, path_string
 from jaxprune.mask.schedule import cubic_keep_schedule
@@ -44,6 +50,7 @@ __all__ = [
     "LeafSparsity",
     "MaskConfig",
     "MaskLayout",
+    "Pruner",
     "Rule",
     "ScoredEntry",
     "Scores",

@@ -68,7 +68,7 @@ def prune_model_folder(source: str | os.PathLike, destination: str | os.PathLike
     folder appears complete or not at all; an existing complete one is reused."""
     from safetensors.numpy import save_file
 
-    from jaxprune.loading import WEIGHTS_NAME, load_tokenizer, read_state_dict, resolve_folder
+    from jaxprune.models.loading import WEIGHTS_NAME, load_tokenizer, read_state_dict, resolve_folder
 
     destination = Path(destination)
     if (destination / VOCABULARY_NAME).is_file():

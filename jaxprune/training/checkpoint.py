@@ -109,7 +109,7 @@ class Checkpointer:
             self.folder,
             # A save that died (full disk, kill -9) leaves a "<step>.orbax-checkpoint-tmp" folder
             # behind; it is never restored, and clearing it frees its space and lets that step be
-            # saved again. Safe because one run at a time writes here (see jaxprune.runlock).
+            # saved again. Safe because one run at a time writes here (see jaxprune.experiment.runlock).
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                                  cleanup_tmp_directories=True),
         )

@@ -1,7 +1,7 @@
 """Load Hugging Face BERT checkpoints into the jaxprune Flax BERT, and save them back.
 
 The Hugging Face (PyTorch) names map one to one onto the Flax tree of
-:mod:`jaxprune.bert`; kernels are stored transposed (``out x in``) there.
+:mod:`jaxprune.models.bert`; kernels are stored transposed (``out x in``) there.
 Weights are read from ``model.safetensors`` (or its sharded index); a
 ``pytorch_model.bin`` is read only when the caller opts in with
 ``allow_pickle=True``, and then with torch's weights-only loader.
@@ -19,8 +19,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxprune.bert import Params, init_params, param_shapes
-from jaxprune.config import BertConfig
+from jaxprune.models.bert import Params, init_params, param_shapes
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 log = logging.getLogger(__name__)
@@ -191,7 +191,7 @@ def from_pretrained(
         the checkpoint's own labels) instead of loading the checkpoint's.
 
     Returns:
-      float32 params in the layout of :class:`jaxprune.bert.BertForSequenceClassification`
+      float32 params in the layout of :class:`jaxprune.models.bert.BertForSequenceClassification`
       and the :class:`BertConfig` (with per-layer sizes if the checkpoint has them).
     """
     folder = resolve_folder(name_or_path)

@@ -11,8 +11,8 @@ boost, other load, thermal throttling) hits both and the reported ratio stays
 fair. No speed is ever asserted; results name the device they were taken on.
 
 >>> import jax, jax.numpy as jnp
->>> from jaxprune.bert import init_params
->>> from jaxprune.config import BertConfig
+>>> from jaxprune.models.bert import init_params
+>>> from jaxprune.models.config import BertConfig
 >>> config = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
 ...                     num_attention_heads=2, intermediate_size=32)
 >>> params = init_params(config, jax.random.key(0))
@@ -35,8 +35,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune.bert import BertForSequenceClassification, Params, inference_logits
-from jaxprune.config import BertConfig
+from jaxprune.models.bert import BertForSequenceClassification, Params, inference_logits
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 # Dense peak FLOP/s (no structured sparsity) of accelerators we know, by
@@ -308,7 +308,7 @@ def compiled_forward(
     """A no-argument call of the compiled forward on random ids that blocks on the
     (B, num_labels) float32 logits it returns, and the seconds spent compiling it.
 
-    The forward is :func:`jaxprune.bert.inference_logits` (micro-batched on CPU),
+    The forward is :func:`jaxprune.models.bert.inference_logits` (micro-batched on CPU),
     the path ``predict_logits`` evaluates with."""
     if batch_size < 1 or seq_length < 1:
         raise JaxpruneError(f"batch_size={batch_size}, seq_length={seq_length}; both must be >= 1")

@@ -11,7 +11,7 @@ bfloat16). Softmax runs in float32 and logits are returned in float32 whatever
 the compute dtype.
 
 Every layer may have its own head count and FFN width (see
-:class:`jaxprune.config.BertConfig`); a layer with zero heads or zero neurons
+:class:`jaxprune.models.config.BertConfig`); a layer with zero heads or zero neurons
 only adds the output bias of that sub-block, which is what an emptied layer of
 a compacted model computes.
 """
@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxprune.config import BertConfig
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 Array = jax.Array

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from jaxprune.errors import JaxpruneError
-from jaxprune.runlock import LOCK_NAME
+from jaxprune.experiment.runlock import LOCK_NAME
 
 
 def prepare_output_dir(folder: str, what: str = "output folder", flag: str = "--output-dir") -> Path:

@@ -15,27 +15,29 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune.batching import EncodedSplit, epoch_plan, make_batch, num_batches
-from jaxprune.checkpoint import Checkpointer, NonFiniteStateError, kept_clause
-from jaxprune.config import BertConfig
+from jaxprune.data.batching import EncodedSplit, epoch_plan, make_batch, num_batches
 from jaxprune.errors import JaxpruneError
-from jaxprune.train import (
-    Pruning,
-    TrainConfig,
+from jaxprune.mask import Pruner
+from jaxprune.models.config import BertConfig
+from jaxprune.training.checkpoint import Checkpointer, NonFiniteStateError, kept_clause
+from jaxprune.training.config import TrainConfig
+from jaxprune.training.step import (
+    MODEL_INPUTS,
     TrainState,
     create_train_state,
-    make_optimizers,
-    make_pruning,
+    make_optimizer,
+    make_teacher_fn,
     make_train_step,
 )
 
-_MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels", "weight")
+_BATCH_FIELDS = (*MODEL_INPUTS, "labels", "weight")
 
 
 @dataclasses.dataclass
 class FitResult:
     state: TrainState
-    pruning: Pruning | None
+    pruner: Pruner
+    params: Any  # the params the model computes with after the last step: masked when pruned
     total_steps: int
     history: list[dict[str, float]]  # per-step metrics of the steps run in this process
     resumed_from_step: int | None
@@ -56,13 +58,13 @@ def fit(
     stop_after_steps: int | None = None,
     description: str = "train",
 ) -> FitResult:
-    """Train ``params`` (pruning them if ``config.sparsity > 0``) on ``train``.
+    """Train ``params`` (pruning them as ``config.pruning`` says) on ``train``.
+
+    Distillation targets are a batch field either way: ``teacher_logits`` (N, C) are cached
+    logits for the rows of ``train`` (the default); ``teacher`` (``(teacher_params,
+    teacher_config)``) fills each batch's targets with a jitted teacher call instead.
 
     Args:
-      teacher_logits: (N, C) cached teacher logits for the rows of ``train``
-        (distillation with a cached teacher: the default).
-      teacher: ``(teacher_params, teacher_config)`` to compute the teacher's
-        logits inside the step instead.
       checkpoint_dir: where orbax checkpoints go (every ``checkpoint_every``
         steps, at the end and on Ctrl-C); ``None`` disables them.
       resume: continue from the newest checkpoint in ``checkpoint_dir``.
@@ -74,13 +76,14 @@ def fit(
     state to be saved holds nan or inf: no checkpoint of a diverged state is
     ever written, and the message names the last good one.
     """
-    if config.distill and teacher_logits is None and teacher is None:
-        raise ValueError("distillation needs teacher_logits or teacher")
+    if config.distills and teacher_logits is None and teacher is None:
+        raise JaxpruneError("distillation needs the teacher: pass teacher_logits or teacher")
     steps_per_epoch = num_batches(train, config.batch_size)
     total_steps = config.epochs * steps_per_epoch
-    weight_tx, score_tx = make_optimizers(config, total_steps)
-    pruning = make_pruning(params, model_config, config, total_steps)
-    state = create_train_state(params, config, weight_tx, score_tx, pruning)
+    pruner = (config.pruning.build(params, model_config, total_steps) if config.pruning is not None
+              else Pruner.from_rules(params, []))
+    tx = make_optimizer(config, pruner, total_steps)
+    state = create_train_state(params, config, pruner, tx)
 
     checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
     epoch, next_batch, resumed_from = 0, 0, None
@@ -97,11 +100,14 @@ def fit(
             raise
         epoch, next_batch, resumed_from = int(meta["epoch"]), int(meta["batch"]), int(state.step)
 
-    teacher_params = teacher[0] if teacher is not None and teacher_logits is None else None
-    step_fn = make_train_step(
-        model_config, config, pruning, weight_tx, score_tx,
-        teacher_config=teacher[1] if teacher_params is not None else None,
-    )
+    step_fn = make_train_step(model_config, config, pruner, tx)
+    teacher_fn = None
+    if config.distills and teacher_logits is None:
+        teacher_params, teacher_fn = teacher[0], make_teacher_fn(teacher[1], config.compute_dtype)
+
+    def finished() -> FitResult:
+        final = jax.device_get(pruner.apply(state.params, state.scores, total_steps))
+        return FitResult(state, pruner, final, total_steps, _to_host(history_arrays), resumed_from)
 
     def diverged(what: str, at_step: int) -> JaxpruneError:
         if checkpointer is None:
@@ -151,15 +157,14 @@ def fit(
             while next_batch < len(plan):
                 if stop_after_steps is not None and step >= stop_after_steps:
                     save()
-                    return FitResult(state, pruning, total_steps, _to_host(history_arrays), resumed_from)
+                    return finished()
                 batch = make_batch(train, plan[next_batch], config.batch_size)
-                inputs = {k: batch[k] for k in _MODEL_INPUTS}
-                if config.distill and teacher_logits is not None:
+                inputs = {k: batch[k] for k in _BATCH_FIELDS}
+                if teacher_fn is not None:
+                    inputs["teacher_logits"] = teacher_fn(teacher_params, inputs)
+                elif config.distills:
                     inputs["teacher_logits"] = teacher_logits[batch["index"]]
-                if teacher_params is not None:
-                    state, metrics = step_fn(state, inputs, teacher_params)
-                else:
-                    state, metrics = step_fn(state, inputs)
+                state, metrics = step_fn(state, inputs)
                 step, next_batch = step + 1, next_batch + 1
                 history_arrays.append(metrics)
                 bar.update(1)
@@ -185,7 +190,7 @@ def fit(
         bar.close()
         if checkpointer is not None:
             checkpointer.close()
-    return FitResult(state, pruning, total_steps, _to_host(history_arrays), resumed_from)
+    return finished()
 
 
 def _to_host(history: list[dict[str, Any]]) -> list[dict[str, float]]:

@@ -21,21 +21,22 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from jaxprune.batching import encode_split
-from jaxprune.bert import count_params
-from jaxprune.bert_rules import bert_sparsity_report
-from jaxprune.compaction import compact
-from jaxprune.config import BertConfig
+from jaxprune.data.batching import encode_split
+from jaxprune.models.bert import count_params
+from jaxprune.models.bert_rules import bert_sparsity_report
+from jaxprune.models.compaction import compact
+from jaxprune.models.config import BertConfig
 from jaxprune.data import load_files, load_mahanews, load_offline_corpus
-from jaxprune.emissions import check_country, track_emissions
+from jaxprune.experiment.emissions import check_country, track_emissions
 from jaxprune.errors import JaxpruneError
-from jaxprune.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
-from jaxprune.loop import fit
-from jaxprune.loading import checkpoint_labels, from_pretrained, load_tokenizer, save_pretrained
-from jaxprune.metrics import classification_report
-from jaxprune.runlock import hold_folder_lock
-from jaxprune.sources import describe, model_folder
-from jaxprune.train import TrainConfig, masked_params, predict_logits
+from jaxprune.experiment.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
+from jaxprune.training.loop import fit
+from jaxprune.models.loading import checkpoint_labels, from_pretrained, load_tokenizer, save_pretrained
+from jaxprune.evaluation.metrics import classification_report
+from jaxprune.experiment.runlock import hold_folder_lock
+from jaxprune.models.sources import describe, model_folder
+from jaxprune.evaluation.predict import predict_logits
+from jaxprune.training.config import OptimizerConfig, PruningConfig, TrainConfig
 
 PAPER_MODEL = "l3cube-pune/marathi-topic-all-doc-v2"
 RESULTS_NAME = "results.json"
@@ -60,8 +61,8 @@ class ExperimentConfig:
     with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
     """
 
-    student: TrainConfig = TrainConfig()
-    teacher: TrainConfig = TrainConfig(epochs=4, learning_rate=1e-4)
+    student: TrainConfig = TrainConfig(pruning=PruningConfig())
+    teacher: TrainConfig = TrainConfig(epochs=4, optimizer=OptimizerConfig(learning_rate=1e-4))
     model: str | None = None
     pooling: str | None = None
     dataset: Literal["offline", "mahanews", "files"] = "offline"
@@ -92,7 +93,14 @@ class ExperimentConfig:
 
     def fingerprint(self) -> str:
         """Identifies the run's settings (not where it writes, nor whether it resumes)."""
-        return _fingerprint(_settings(dataclasses.asdict(self)))
+        return _fingerprint(_settings(self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as written to ``results.json["config"]``: the training configs flat
+        (:meth:`TrainConfig.flat`), as every run has recorded them."""
+        out = dataclasses.asdict(self)
+        out["student"], out["teacher"] = self.student.flat(), self.teacher.flat()
+        return out
 
 
 # Where a run writes, whether it resumes and how it is timed or checkpointed do not
@@ -238,7 +246,7 @@ def prepare_teacher(
         "max_length": config.max_length,
         "pooling": config.pooling,
         "eval_fraction": config.eval_fraction,
-        "train": dataclasses.asdict(config.teacher),
+        "train": config.teacher.flat(),
     }
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=str).encode()).hexdigest()[:16]
     cache_root = teacher_cache_root(config)
@@ -267,7 +275,7 @@ def prepare_teacher(
 
 
 def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
-    from jaxprune.timing import compare_inference
+    from jaxprune.evaluation.timing import compare_inference
 
     return compare_inference(
         dense, compacted, batch_size=config.student.batch_size, seq_length=config.max_length,
@@ -380,8 +388,8 @@ def _finished_run(config: ExperimentConfig, results_path: Path, log) -> dict[str
     finished = json.loads(results_path.read_text(encoding="utf-8"))
     # Settings added since that run was made had their default then, except the split: runs made
     # before duplicate texts were collapsed split the rows.
-    recorded = {**dataclasses.asdict(ExperimentConfig()), "split": "rows", **finished.get("config", {})}
-    changed = _differences(_settings(recorded), _settings(dataclasses.asdict(config)))
+    recorded = {**ExperimentConfig().to_dict(), "split": "rows", **finished.get("config", {})}
+    changed = _differences(_settings(recorded), _settings(config.to_dict()))
     if any(line.startswith("split:") for line in changed):
         raise JaxpruneError(f"{out} holds a run made before duplicate texts were collapsed (its eval split shares "
                             f"texts with training); pass a new --output-dir to run it again")
@@ -408,7 +416,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, A
     batch_size = config.student.batch_size
 
     teacher_logits = None
-    if config.student.distill and not config.teacher_in_step:
+    if config.student.distills and not config.teacher_in_step:
         teacher_logits = predict_logits(teacher_params, teacher_config, encoded_train, batch_size,
                                         config.student.compute_dtype, progress=_progress("teacher logits"))
 
@@ -417,14 +425,13 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, A
         result = fit(
             teacher_params, teacher_config, config.student, encoded_train,
             teacher_logits=teacher_logits,
-            teacher=(teacher_params, teacher_config) if config.student.distill else None,
+            teacher=(teacher_params, teacher_config) if config.student.distills else None,
             checkpoint_dir=str(out / "checkpoints"), fingerprint=config.fingerprint(),
             resume=config.resume, checkpoint_every=config.checkpoint_every, description="student",
         )
     train_seconds = time.perf_counter() - started
 
-    final = masked_params(result.state.params, result.state.scores, result.total_steps, result.pruning)
-    final = jax.device_get(final)
+    final = result.params
     student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
                                config.student.compute_dtype, "evaluate student")
     test_results: dict[str, Any] = {"test_accuracy": None}
@@ -439,7 +446,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, A
             "teacher_test_macro_f1": base.test_metrics["macro_f1"],
             "test_majority_class_accuracy": majority_accuracy(base.encoded_test),
         }
-    layout = result.pruning.layout if result.pruning is not None else None
+    layout = result.pruner.layout if result.pruner.prunes else None
     sparsity = bert_sparsity_report(teacher_config, final, layout)
 
     save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
@@ -456,8 +463,8 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, A
         "split_sizes": data_info.split_sizes,
         "data": data_info.to_dict(),
         "sparsity": config.student.sparsity,
-        "distill": config.student.distill,
-        "method": config.student.method,
+        "distill": config.student.distills,
+        "method": (config.student.pruning or PruningConfig()).method,
         "precision": config.student.compute_dtype,
         "params_total": count_params(final),
         "vocabulary_pruned": base.vocabulary is not None,
@@ -494,7 +501,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log) -> dict[str, A
         "teacher": teacher_info,
         "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
         "final_loss": result.history[-1]["loss"] if result.history else None,
-        "config": dataclasses.asdict(config),
+        "config": config.to_dict(),
     }
     write_json(results_path, results)
     if not config.keep_checkpoints:

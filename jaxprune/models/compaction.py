@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune.bert import count_params
-from jaxprune.config import BertConfig
+from jaxprune.models.bert import count_params
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 Params = Mapping[str, Any]
@@ -229,7 +229,7 @@ def compact(params: Params, config: BertConfig) -> tuple[dict, BertConfig, Compa
 
     Args:
       params: the ``BertForSequenceClassification`` params (the dict under
-        ``'params'``; see the layout in ``jaxprune.bert``), with pruned weights
+        ``'params'``; see the layout in ``jaxprune.models.bert``), with pruned weights
         set to exact zeros. Any array type; not modified.
       config: the config the params were built with (uniform or already per-layer).
 

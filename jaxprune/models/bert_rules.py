@@ -1,11 +1,11 @@
 """Pruning presets for the jaxprune BERT, and which of its heads and neurons survive.
 
 This is the only place where :mod:`jaxprune.mask` meets BERT parameter paths
-(layout in :mod:`jaxprune.bert`). Only the encoder is pruned: embeddings,
+(layout in :mod:`jaxprune.models.bert`). Only the encoder is pruned: embeddings,
 pooler and classifier never match a rule.
 
 A head or FFN neuron *survives* unless compaction can remove it
-(:mod:`jaxprune.compaction` uses the same test):
+(:mod:`jaxprune.models.compaction` uses the same test):
 
 * head ``h``: its rows of ``attention/output/kernel`` are all zero (dead
   output), or its value-kernel columns are all zero (constant output, folded
@@ -22,7 +22,7 @@ from typing import Any, Literal
 import jax
 import numpy as np
 
-from jaxprune.config import BertConfig
+from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 from jaxprune.mask import BlockRule, GroupMember, GroupRule, MaskLayout, Rule, expand_masks, sparsity_report
 from jaxprune.mask.rules import leaf_paths
@@ -179,7 +179,7 @@ def bert_sparsity_report(config: BertConfig, params: Any, layout: MaskLayout | N
     Keys: ``"layers"`` (per layer: heads and neurons before / kept / removed
     indices), ``"heads_kept"``, ``"neurons_kept"`` (totals),
     ``"params_total"``, ``"params_remaining"`` (non-zero scalars),
-    ``"params_after_compaction"`` (what :func:`jaxprune.compaction.compact`
+    ``"params_after_compaction"`` (what :func:`jaxprune.models.compaction.compact`
     would leave: removed units' parameters subtracted), ``"encoder_zero_fraction"``,
     and ``"leaves"`` / ``"groups"`` from :func:`jaxprune.mask.sparsity_report`.
     """

