@@ -27,7 +27,6 @@ import json
 import os
 import pathlib
 import statistics
-import sys
 import time
 from typing import Any
 
@@ -43,8 +42,7 @@ from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.timing import device_description, device_slug, unused_stem, versions
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
-from cli_args import Parser, fraction_kept, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, fraction_kept, run_script, whole_number
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 VARIANTS = {

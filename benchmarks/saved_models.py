@@ -24,8 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from cli_args import Parser, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, run_script, whole_number
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from cli_args import Parser, fraction_kept, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, fraction_kept, run_script, whole_number
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MAX_LENGTH = 512  # max_position_embeddings of both model shapes

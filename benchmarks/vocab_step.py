@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from cli_args import Parser, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, run_script, whole_number
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

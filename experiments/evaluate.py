@@ -15,14 +15,11 @@ exit status 2.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, add_column_arguments, quiet_libraries, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, add_column_arguments, quiet_libraries, run_script, whole_number
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 

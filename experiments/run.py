@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, add_column_arguments, fraction_pruned, positive_number, quiet_libraries, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, add_column_arguments, fraction_pruned, positive_number, quiet_libraries, run_script, whole_number
 
 # Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
 # finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.

@@ -16,11 +16,9 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
-from cli_args import Parser, fraction_pruned, quiet_libraries, run_script, whole_number  # noqa: E402
+from experiments import run as run_cli  # the same flags and config
+from experiments.cli_args import Parser, fraction_pruned, quiet_libraries, run_script, whole_number
 
 from jaxprune.errors import JaxpruneError  # noqa: E402
 

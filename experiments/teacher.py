@@ -10,14 +10,10 @@ cache, so a later run.py or table1.py with the same settings reuses it. Writes
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as run_cli  # noqa: E402  (experiments/run.py: the same flags and config)
-from cli_args import quiet_libraries, run_script  # noqa: E402
+from experiments import run as run_cli  # the same flags and config
+from experiments.cli_args import quiet_libraries, run_script
 
 
 def main(argv=None) -> int:

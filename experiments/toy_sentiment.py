@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import csv
 import random
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cli_args import Parser, run_script, whole_number  # noqa: E402
+from experiments.cli_args import Parser, run_script, whole_number
 from jaxprune.errors import JaxpruneError  # noqa: E402
 
 THINGS = ("हा फोन", "हा चित्रपट", "हे हॉटेल", "हे पुस्तक", "ही बस सेवा", "हे जेवण", "ही शाळा", "हे दुकान", "हा रस्ता",
