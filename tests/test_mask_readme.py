@@ -45,43 +45,37 @@ LINEN_EXAMPLE = textwrap.dedent(
             name="neurons",
         ),
     ]
-    layout = mask.build_layout(params, rules)  # static: resolved once, outside jit
-    scores = mask.init_scores(layout)  # {"inp": {"kernel": (2, 8)}, "up": {"kernel": (128,)}}
-    config = mask.MaskConfig(method="topk", scope="global")  # blocks and neurons compete
-    keep_schedule = mask.cubic_keep_schedule(
-        total_steps=60, final_keep_fraction=0.3, initial_warmup_steps=10, final_warmup_steps=10
+    pruner = mask.Pruner.from_rules(  # static: the rules are resolved once, outside jit
+        params,
+        rules,
+        mask.MaskConfig(method="topk", scope="global"),  # blocks and neurons compete
+        keep_schedule=mask.cubic_keep_schedule(
+            total_steps=60, final_keep_fraction=0.3, initial_warmup_steps=10, final_warmup_steps=10
+        ),
     )
+    variables = (params, pruner.init(params))  # scores: {"inp": {"kernel": (2, 8)}, "up": {"kernel": (128,)}}
+    tx = pruner.optimizer(optax.adam(1e-3), optax.adam(1e-2))  # weights and scores: one optimizer
+    opt_state = tx.init(variables)
 
-    weight_tx, score_tx = optax.adam(1e-3), optax.adam(1e-2)
-    state = (params, scores, weight_tx.init(params), score_tx.init(scores))
 
-
-    def loss_fn(params, scores, keep_fraction):
-        masked = mask.apply_masks(params, scores, keep_fraction, layout, config)
+    def loss_fn(variables, step):
+        masked = pruner.apply(*variables, step)  # W * expand(M(S)) at the schedule's keep fraction
         logits = model.apply({"params": masked}, x)  # the model's code is unchanged
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
     @jax.jit
-    def train_step(state, step):
-        params, scores, weight_state, score_state = state
-        keep_fraction = keep_schedule(step)  # traced: no recompilation as it changes
-        loss, (weight_grads, score_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1))(
-            params, scores, keep_fraction
-        )
-        updates, weight_state = weight_tx.update(weight_grads, weight_state)
-        score_updates, score_state = score_tx.update(score_grads, score_state)
-        params = optax.apply_updates(params, updates)
-        scores = optax.apply_updates(scores, score_updates)
-        return (params, scores, weight_state, score_state), loss
+    def train_step(variables, opt_state, step):  # step is traced: no recompilation as it changes
+        loss, grads = jax.value_and_grad(loss_fn)(variables, step)
+        updates, opt_state = tx.update(grads, opt_state, variables)  # one update call
+        return optax.apply_updates(variables, updates), opt_state, loss
 
 
     for step in range(60):
-        state, loss = train_step(state, step)
+        variables, opt_state, loss = train_step(variables, opt_state, step)
 
-    params, scores = state[:2]
-    pruned = mask.apply_masks(params, scores, keep_schedule(60), layout, config)  # exact zeros
-    report = mask.sparsity_report(pruned, layout)
+    pruned = pruner.apply(*variables, 60)  # exact zeros
+    report = mask.sparsity_report(pruned, pruner.layout)
     print(f"{report.scored_zeros / report.scored_params:.2f} of scored weights pruned")
     print("neurons removed:", len(report.groups[0].removed), "of", report.groups[0].units)
     '''
@@ -107,20 +101,29 @@ NNX_EXAMPLE = textwrap.dedent(
         ),
         name="neurons",
     )
-    layout = mask.build_layout(params, [neurons])
-    scores = mask.init_scores(layout)
+    pruner = mask.Pruner.from_rules(params, [neurons], keep_schedule=lambda step: 0.5)  # half the neurons
+    variables = (params, pruner.init(params))
+    tx = pruner.optimizer(optax.adam(1e-3))  # the scores get Adam at 1e-2 unless told otherwise
+    opt_state = tx.init(variables)
     x = jax.random.normal(jax.random.key(0), (64, 16))
     y = jax.random.randint(jax.random.key(1), (64,), 0, 4)
 
 
-    def loss_fn(params, scores, keep_fraction):
-        masked = mask.apply_masks(params, scores, keep_fraction, layout)
-        logits = nnx.merge(graphdef, masked, rest)(x)
+    def loss_fn(variables, step):
+        logits = nnx.merge(graphdef, pruner.apply(*variables, step), rest)(x)
         return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
-    score_grads = jax.jit(jax.grad(loss_fn, argnums=1))(params, scores, 0.5)
-    nnx.update(model, mask.apply_masks(params, scores, 0.5, layout))  # bake the mask in
+    @jax.jit
+    def train_step(variables, opt_state, step):
+        loss, grads = jax.value_and_grad(loss_fn)(variables, step)
+        updates, opt_state = tx.update(grads, opt_state, variables)
+        return optax.apply_updates(variables, updates), opt_state, loss
+
+
+    for step in range(20):
+        variables, opt_state, loss = train_step(variables, opt_state, step)
+    nnx.update(model, pruner.apply(*variables, 20))  # bake the mask in
     '''
 ).strip()
 
@@ -133,7 +136,7 @@ def _run(code: str) -> dict:
 
 def test_linen_example_runs_and_prunes(capsys):
     namespace = _run(LINEN_EXAMPLE)
-    report, layout = namespace["report"], namespace["layout"]
+    report, layout = namespace["report"], namespace["pruner"].layout
     pruned_fraction = report.scored_zeros / report.scored_params
     largest_block = max(e.weights_per_block for e in layout.entries)
     assert 0.7 <= pruned_fraction < 0.7 + largest_block / layout.num_weights + 1e-6
@@ -142,13 +145,16 @@ def test_linen_example_runs_and_prunes(capsys):
 
 
 def test_nnx_example_runs():
+    import jax
     import jax.numpy as jnp
 
     namespace = _run(NNX_EXAMPLE)
-    grads = namespace["score_grads"]["layers"]["0"]["kernel"]
+    score_grads = jax.grad(namespace["loss_fn"])(namespace["variables"], 0)[1]
+    grads = score_grads["layers"]["0"]["kernel"]
     assert grads.shape == (128,) and float(jnp.abs(grads).sum()) > 0
     kernel = namespace["model"].layers[0].kernel[...]
     assert int((jnp.abs(kernel).sum(axis=0) == 0).sum()) == 64
+    assert namespace["train_step"]._cache_size() == 1
 
 
 def test_readme_quotes_the_examples():
