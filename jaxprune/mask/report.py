@@ -14,6 +14,7 @@ import numpy as np
 
 from jaxprune.mask.layout import MaskLayout
 from jaxprune.mask.rules import leaf_paths
+from jaxprune.mask.units import removed_units
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,10 @@ class LeafSparsity:
 @dataclasses.dataclass(frozen=True)
 class UnitSparsity:
     """Units of one group (e.g. the heads of one layer) whose every slice is zero.
+
+    ``removed`` is :func:`jaxprune.mask.units.removed_units`: the model-agnostic
+    test. A model-aware rule may remove more (BERT compaction also drops units
+    whose output or input slice alone is zero; see ``bert_rules.surviving_units``).
 
     ``group_key`` holds the rule's regex captures (e.g. ``("3",)`` for layer 3).
     """
@@ -115,7 +120,8 @@ def sparsity_report(params: Any, layout: MaskLayout | None = None) -> SparsityRe
     Args:
       params: any pytree of arrays (Linen dict, NNX ``State``).
       layout: optional; marks scored leaves and reports, for every group
-        entry, the units all of whose slices are exactly zero.
+        entry, the units all of whose slices are exactly zero
+        (:func:`jaxprune.mask.units.removed_units`).
     """
     arrays = {path: np.asarray(leaf) for path, leaf in leaf_paths(params)}
     scored = set(layout.slot_index) if layout is not None else set()
@@ -132,20 +138,13 @@ def sparsity_report(params: Any, layout: MaskLayout | None = None) -> SparsityRe
     for entry in layout.entries if layout is not None else ():
         if entry.slots[0].block_shape is not None:
             continue
-        units = entry.score_shape[0]
-        dead = np.ones(units, bool)
-        for slot in entry.slots:
-            array = arrays[slot.path]
-            split = array.reshape(array.shape[: slot.axis] + (units, slot.width) + array.shape[slot.axis + 1 :])
-            other_axes = tuple(i for i in range(split.ndim) if i != slot.axis)
-            dead &= np.all(split == 0, axis=other_axes)
         groups.append(
             UnitSparsity(
                 name=entry.name,
                 anchor="/".join(entry.anchor),
                 group_key=entry.group_key,
-                units=units,
-                removed=tuple(int(u) for u in np.flatnonzero(dead)),
+                units=entry.score_shape[0],
+                removed=tuple(int(u) for u in np.flatnonzero(removed_units(arrays, entry))),
             )
         )
     return SparsityReport(leaves=leaves, groups=tuple(groups))

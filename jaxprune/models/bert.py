@@ -25,24 +25,12 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxprune.models.activations import activation
 from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 Array = jax.Array
 Params = dict[str, Any]
-
-
-def activation(name: str) -> Callable[[Array], Array]:
-    """The FFN activation named by a Hugging Face ``hidden_act``."""
-    table: dict[str, Callable[[Array], Array]] = {
-        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
-        "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
-        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
-        "relu": jax.nn.relu,
-    }
-    if name not in table:
-        raise JaxpruneError(f"hidden_act {name!r} is not supported; use one of {sorted(table)}")
-    return table[name]
 
 
 def _dense(features: int, dtype: Any, name: str) -> nn.Dense:
@@ -129,7 +117,7 @@ def attend(
     if query_block is None:
         query_block = default_query_block(key.shape[2]) or length
     if query_block < 1:
-        raise JaxpruneError(f"query_block must be a positive number of queries, got {query_block}")
+        raise JaxpruneError(f"`query_block` must be a positive number of queries, got {query_block}")
     if dropout is not None or query_block >= length:
         return _softmax_attention(query, key, value, padding_bias, dropout)
     num_blocks, block = equal_blocks(length, query_block)
@@ -308,7 +296,7 @@ def inference_logits(
         token_type_ids = jnp.zeros_like(input_ids)
     size = microbatch_size if microbatch_size is not None else default_microbatch_size(length) or batch
     if size < 1:
-        raise JaxpruneError(f"microbatch_size must be a positive number of sequences, got {size}")
+        raise JaxpruneError(f"`microbatch_size` must be a positive number of sequences, got {size}")
     if size >= batch:
         return model.apply({"params": params}, input_ids, attention_mask, token_type_ids)
     num_micro, size = equal_blocks(batch, size)

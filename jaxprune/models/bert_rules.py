@@ -4,19 +4,25 @@ This is the only place where :mod:`jaxprune.mask` meets BERT parameter paths
 (layout in :mod:`jaxprune.models.bert`). Only the encoder is pruned: embeddings,
 pooler and classifier never match a rule.
 
-A head or FFN neuron *survives* unless compaction can remove it
-(:mod:`jaxprune.models.compaction` uses the same test):
+Which units are removable is decided here, once: :func:`removable_heads` and
+:func:`removable_neurons` (built on :func:`jaxprune.mask.units.zero_units`) are
+what :func:`surviving_units`, :func:`bert_sparsity_report` and
+:func:`jaxprune.models.compaction.compact` all call.
 
 * head ``h``: its rows of ``attention/output/kernel`` are all zero (dead
   output), or its value-kernel columns are all zero (constant output, folded
   into the output bias);
-* neuron ``j``: row ``j`` of ``output/kernel`` is all zero, or column ``j`` of
-  ``intermediate/kernel`` is all zero.
+* neuron ``j``: row ``j`` of ``output/kernel`` is all zero (dead), or column
+  ``j`` of ``intermediate/kernel`` is all zero (constant, folded).
+
+A unit that :func:`jaxprune.mask.units.removed_units` finds (every slice zero,
+what ``mask.sparsity_report`` lists under ``"groups"``) is always removable here.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Literal
 
 import jax
@@ -26,6 +32,7 @@ from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 from jaxprune.mask import BlockRule, GroupMember, GroupRule, MaskLayout, Rule, expand_masks, sparsity_report
 from jaxprune.mask.rules import leaf_paths
+from jaxprune.mask.units import zero_units
 
 _LAYER = r"(?:^|/)encoder/layer_(\d+)/"
 
@@ -68,11 +75,11 @@ def bert_rules(
     """
     if attention not in ("heads", "blocks", None) or ffn not in ("neurons", "blocks", None):
         raise JaxpruneError(
-            f"bert_rules: attention={attention!r}, ffn={ffn!r}; use attention in "
-            "('heads', 'blocks', None) and ffn in ('neurons', 'blocks', None)"
+            f"bert_rules: `attention` is {attention!r} and `ffn` is {ffn!r}; pass `attention` as "
+            "'heads', 'blocks' or None and `ffn` as 'neurons', 'blocks' or None"
         )
     if attention is None and ffn is None:
-        raise JaxpruneError("bert_rules: attention and ffn are both None, so nothing would be pruned")
+        raise JaxpruneError("bert_rules: `attention` and `ffn` are both None, so nothing would be pruned")
     block_weight = 1.0 / (block_shape[0] * block_shape[1])
     rules: list[Rule] = []
     d = config.head_dim
@@ -97,6 +104,88 @@ def bert_rules(
     elif ffn == "blocks":
         rules.append(BlockRule(_LAYER + r"(?:intermediate|output)/kernel$", block_shape, block_weight))
     return rules
+
+
+def layer_kernels(
+    config: BertConfig, index: int, get: Callable[[tuple[str, ...]], Any]
+) -> dict[tuple[str, ...], np.ndarray]:
+    """The six kernels of encoder layer ``index``, checked against ``config``.
+
+    Args:
+      config: the config the params were built with.
+      index: the layer.
+      get: path under ``encoder/layer_{index}`` (e.g. ``("intermediate", "kernel")``)
+        -> that leaf; raises ``KeyError`` when it is missing.
+
+    Returns:
+      ``{path: array}`` for the query, key, value and output kernels of
+      attention, ``(H, n * head_dim)`` / ``(n * head_dim, H)``, and the
+      intermediate and output kernels, ``(H, F)`` / ``(F, H)``.
+
+    Raises:
+      JaxpruneError: a kernel is missing or its shape disagrees with ``config``.
+    """
+    hidden, width = config.hidden_size, config.layer_heads(index) * config.head_dim
+    expected = {
+        ("attention", "query", "kernel"): (hidden, width),
+        ("attention", "key", "kernel"): (hidden, width),
+        ("attention", "value", "kernel"): (hidden, width),
+        ("attention", "output", "kernel"): (width, hidden),
+        ("intermediate", "kernel"): (hidden, config.layer_intermediate(index)),
+        ("output", "kernel"): (config.layer_intermediate(index), hidden),
+    }
+    kernels = {}
+    for path, shape in expected.items():
+        try:
+            kernels[path] = np.asarray(get(path))
+        except KeyError:
+            raise JaxpruneError(
+                f"params have no encoder/layer_{index}/{'/'.join(path)}; pass the "
+                "BertForSequenceClassification params (the dict under 'params')"
+            ) from None
+        if kernels[path].shape != shape:
+            raise JaxpruneError(
+                f"encoder/layer_{index}/{'/'.join(path)} has shape {kernels[path].shape} but the config "
+                f"says {shape}; pass the config the params were built with"
+            )
+    return kernels
+
+
+def removable_heads(value_kernel: Any, output_kernel: Any, head_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """The heads of one layer that compaction removes, and how.
+
+    Args:
+      value_kernel: ``attention/value/kernel``, ``(H, n * head_dim)``.
+      output_kernel: ``attention/output/kernel``, ``(n * head_dim, H)``.
+      head_dim: columns (rows) of those kernels that one head owns.
+
+    Returns:
+      ``(dead, constant)``, each ``(n,)`` bool and never both True: ``dead``
+      where the head's output rows are all zero; ``constant`` where, otherwise,
+      its value columns are all zero (its context is the value bias for every
+      query, since each softmax row sums to one). Zero query or key columns
+      alone do not remove a head: its attention becomes uniform, not zero.
+    """
+    dead = zero_units(output_kernel, axis=0, width=head_dim)
+    constant = zero_units(value_kernel, axis=1, width=head_dim) & ~dead
+    return dead, constant
+
+
+def removable_neurons(intermediate_kernel: Any, output_kernel: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The FFN neurons of one layer that compaction removes, and how.
+
+    Args:
+      intermediate_kernel: ``intermediate/kernel``, ``(H, F)``.
+      output_kernel: ``output/kernel``, ``(F, H)``.
+
+    Returns:
+      ``(dead, constant)``, each ``(F,)`` bool and never both True: ``dead``
+      where the neuron's output row is all zero; ``constant`` where, otherwise,
+      its input column is all zero (it always outputs ``act(bias)``).
+    """
+    dead = zero_units(output_kernel, axis=0)
+    constant = zero_units(intermediate_kernel, axis=1) & ~dead
+    return dead, constant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,26 +220,20 @@ def surviving_units(config: BertConfig, params: Any) -> list[LayerUnits]:
         exactly zero); the ``{'params': ...}`` wrapper is accepted too.
     """
     leaves = _encoder(params)
-    d, hidden = config.head_dim, config.hidden_size
     out = []
     for i in range(config.num_hidden_layers):
-        try:
-            get = lambda *path: np.asarray(leaves[(f"layer_{i}",) + path])  # noqa: E731
-            out_kernel = get("attention", "output", "kernel")
-            value_kernel = get("attention", "value", "kernel")
-            ffn_in, ffn_out = get("intermediate", "kernel"), get("output", "kernel")
-        except KeyError as err:
-            raise JaxpruneError(f"params lack encoder/layer_{i}/{'/'.join(err.args[0][1:])}") from None
-        n, width = config.layer_heads(i), config.layer_intermediate(i)
-        dead_heads = np.all(out_kernel.reshape(n, d, hidden) == 0, axis=(1, 2))
-        constant_heads = np.all(value_kernel.reshape(hidden, n, d) == 0, axis=(0, 2))
-        dead_neurons = np.all(ffn_out.reshape(width, hidden) == 0, axis=1)
-        constant_neurons = np.all(ffn_in.reshape(hidden, width) == 0, axis=0)
+        kernels = layer_kernels(config, i, lambda path: leaves[(f"layer_{i}",) + path])
+        dead_heads, constant_heads = removable_heads(
+            kernels["attention", "value", "kernel"], kernels["attention", "output", "kernel"], config.head_dim
+        )
+        dead_neurons, constant_neurons = removable_neurons(
+            kernels["intermediate", "kernel"], kernels["output", "kernel"]
+        )
         out.append(
             LayerUnits(
                 layer=i,
-                num_heads=n,
-                num_neurons=width,
+                num_heads=config.layer_heads(i),
+                num_neurons=config.layer_intermediate(i),
                 heads=tuple(int(h) for h in np.flatnonzero(~(dead_heads | constant_heads))),
                 neurons=tuple(int(j) for j in np.flatnonzero(~(dead_neurons | constant_neurons))),
             )

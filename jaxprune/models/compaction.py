@@ -5,7 +5,9 @@ Pruning leaves exact zeros in the params. This module reads only the weights
 that cannot change the model's output, then writes a config with per-layer
 ``heads_per_layer`` and ``intermediate_sizes``.
 
-A unit is removable in two ways:
+Which units are removable is :func:`jaxprune.models.bert_rules.removable_heads`
+and :func:`~jaxprune.models.bert_rules.removable_neurons` (the same test
+``surviving_units`` and the sparsity reports use); a unit goes in one of two ways:
 
 * **Dead output.** FFN neuron ``j`` whose row ``j`` of ``output/kernel`` is all
   zero, or head ``h`` whose rows of ``attention/output/kernel`` are all zero,
@@ -27,7 +29,8 @@ the input's dtypes.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
+import operator
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,15 +38,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprune.models.activations import host_activation
 from jaxprune.models.bert import count_params
+from jaxprune.models.bert_rules import layer_kernels, removable_heads, removable_neurons
 from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
 
 Params = Mapping[str, Any]
-
-_SQRT_HALF = math.sqrt(0.5)
-_TANH_GELU_SCALE = math.sqrt(2.0 / math.pi)
-
 
 @dataclasses.dataclass(frozen=True)
 class CompactionReport:
@@ -98,26 +99,6 @@ class CompactionReport:
         return "\n".join(lines)
 
 
-def activation(name: str, x: np.ndarray) -> np.ndarray:
-    """The FFN activation ``name`` (Hugging Face ``hidden_act``) on a float64 array.
-
-    Supports ``"gelu"`` (exact, erf), ``"gelu_new"`` / ``"gelu_pytorch_tanh"``
-    (tanh approximation) and ``"relu"``.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    if name == "gelu":
-        erf = np.vectorize(math.erf, otypes=[np.float64])
-        return 0.5 * x * (1.0 + erf(x * _SQRT_HALF))
-    if name in ("gelu_new", "gelu_pytorch_tanh"):
-        return 0.5 * x * (1.0 + np.tanh(_TANH_GELU_SCALE * (x + 0.044715 * x**3)))
-    if name == "relu":
-        return np.maximum(x, 0.0)
-    raise JaxpruneError(
-        f"hidden_act {name!r} is not supported by compaction; use gelu, gelu_new, "
-        "gelu_pytorch_tanh or relu"
-    )
-
-
 def _to_numpy_dict(tree: Any) -> Any:
     """Nested plain dicts of NumPy arrays (accepts dicts and FrozenDicts of any arrays)."""
     if isinstance(tree, Mapping):
@@ -125,48 +106,15 @@ def _to_numpy_dict(tree: Any) -> Any:
     return np.asarray(tree)
 
 
-def _all_zero(x: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
-    """True where every entry along ``axis`` is exactly zero (``-0.0`` included)."""
-    return np.all(x == 0, axis=axis)
-
-
-def _check_layer_shapes(layer: dict, index: int, n_heads: int, head_dim: int, width: int, hidden: int):
-    expected = {
-        ("attention", "query", "kernel"): (hidden, n_heads * head_dim),
-        ("attention", "key", "kernel"): (hidden, n_heads * head_dim),
-        ("attention", "value", "kernel"): (hidden, n_heads * head_dim),
-        ("attention", "output", "kernel"): (n_heads * head_dim, hidden),
-        ("intermediate", "kernel"): (hidden, width),
-        ("output", "kernel"): (width, hidden),
-    }
-    for path, shape in expected.items():
-        node = layer
-        try:
-            for key in path:
-                node = node[key]
-        except KeyError:
-            raise JaxpruneError(
-                f"params have no encoder/layer_{index}/{'/'.join(path)}; pass the "
-                "BertForSequenceClassification params (the dict under 'params')"
-            ) from None
-        if node.shape != shape:
-            raise JaxpruneError(
-                f"encoder/layer_{index}/{'/'.join(path)} has shape {node.shape} but the config "
-                f"says {shape}; pass the config the params were built with"
-            )
-
-
-def _compact_attention(attention: dict, n_heads: int, head_dim: int) -> tuple[dict, int, int]:
+def _compact_attention(attention: dict, head_dim: int) -> tuple[dict, int, int]:
     """Drop removable heads from one layer's ``attention`` subtree.
 
     Returns the new subtree, the number of heads kept and the number folded.
     """
     out_kernel = attention["output"]["kernel"]  # (n*d, H)
-    hidden = out_kernel.shape[1]
     value_kernel = attention["value"]["kernel"]  # (H, n*d)
     value_bias = attention["value"]["bias"]  # (n*d,)
-    dead = _all_zero(out_kernel.reshape(n_heads, head_dim, hidden), axis=(1, 2))
-    constant = _all_zero(value_kernel.reshape(hidden, n_heads, head_dim), axis=(0, 2)) & ~dead
+    dead, constant = removable_heads(value_kernel, out_kernel, head_dim)
     keep = ~(dead | constant)
 
     out_bias = attention["output"]["bias"].astype(np.float64)
@@ -201,13 +149,12 @@ def _compact_ffn(layer: dict, hidden_act: str) -> tuple[dict, int, int]:
     in_kernel = layer["intermediate"]["kernel"]  # (H, F)
     in_bias = layer["intermediate"]["bias"]  # (F,)
     out_kernel = layer["output"]["kernel"]  # (F, H)
-    dead = _all_zero(out_kernel, axis=1)
-    constant = _all_zero(in_kernel, axis=0) & ~dead
+    dead, constant = removable_neurons(in_kernel, out_kernel)
     keep = ~(dead | constant)
 
     out_bias = layer["output"]["bias"].astype(np.float64)
     if constant.any():
-        constant_outputs = activation(hidden_act, in_bias[constant])  # (c,) float64
+        constant_outputs = host_activation(hidden_act, in_bias[constant])  # (c,) float64
         out_bias = out_bias + constant_outputs @ out_kernel[constant].astype(np.float64)
 
     new = dict(layer)
@@ -248,8 +195,7 @@ def compact(params: Params, config: BertConfig) -> tuple[dict, BertConfig, Compa
             "params have no 'encoder'; pass the BertForSequenceClassification params "
             "(the dict under 'params', not the whole variables dict)"
         )
-    activation(config.hidden_act, np.zeros((0,)))  # fail early on an unsupported activation
-    head_dim = config.head_dim
+    host_activation(config.hidden_act, np.zeros((0,)))  # fail early on an unsupported activation
     heads_kept, heads_folded, neurons_kept, neurons_folded = [], [], [], []
     encoder = dict(tree["encoder"])
     for i in range(config.num_hidden_layers):
@@ -260,12 +206,9 @@ def compact(params: Params, config: BertConfig) -> tuple[dict, BertConfig, Compa
                 "layers; pass the config the params were built with"
             )
         layer = dict(encoder[key])
-        _check_layer_shapes(
-            layer, i, config.layer_heads(i), head_dim, config.layer_intermediate(i), config.hidden_size
-        )
-        layer["attention"], kept, folded = _compact_attention(
-            layer["attention"], config.layer_heads(i), head_dim
-        )
+        # Shapes are checked against the config before anything is sliced.
+        layer_kernels(config, i, lambda path: functools.reduce(operator.getitem, path, layer))
+        layer["attention"], kept, folded = _compact_attention(layer["attention"], config.head_dim)
         heads_kept.append(kept)
         heads_folded.append(folded)
         layer, kept, folded = _compact_ffn(layer, config.hidden_act)
