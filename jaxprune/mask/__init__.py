@@ -25,7 +25,7 @@ and ``Pruner.optimizer(weight_tx, score_tx)`` is one optax transformation over
 
 Modules: :mod:`.rules` (what is pruned), :mod:`.layout` (rules resolved
 against a params tree), :mod:`.scores`, :mod:`.masking`, :mod:`.schedule`,
-:mod:`.pruner`, :mod:`.report`.
+:mod:`.pruner`, :mod:`.units` (which group units are entirely zero), :mod:`.report`.
 """
 
 from jaxprune.mask.layout import MaskLayout, ScoredEntry, Slot, build_layout
@@ -41,6 +41,7 @@ from jaxprune.mask.pruner import Pruner
 from jaxprune.mask.report import LeafSparsity, SparsityReport, UnitSparsity, sparsity_report
 from jaxprune.mask.rules import BlockRule, GroupMember, GroupRule, Rule, path_string
 from jaxprune.mask.schedule import cubic_keep_schedule
+from jaxprune.mask.units import removed_units, zero_units
 from jaxprune.mask.scores import Scores, init_scores, scores_from_list, scores_to_list
 
 __all__ = [
@@ -65,8 +66,10 @@ __all__ = [
     "init_scores",
     "kept_fraction",
     "path_string",
+    "removed_units",
     "score_penalty",
     "scores_from_list",
     "scores_to_list",
     "sparsity_report",
+    "zero_units",
 ]
