@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     from jaxprune.models.bert import attend, default_query_block, equal_blocks
-    from jaxprune.evaluation.timing import (device_description, device_slug, summarize, time_side_by_side, versions,
-                                 write_results)
+    from benchmarks._common import device_slug, versions, write_results
+    from jaxprune.evaluation.timing import device_description, summarize, time_side_by_side
 
     try:
         import torch

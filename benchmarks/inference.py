@@ -15,7 +15,7 @@ compacted vs fp32 dense included, are measured side by side:
   ``jaxprune.models.compaction.compact`` returns for a model whose other heads/neurons
   were pruned); the weights are random (speed does not depend on them).
 * ``torch_eager/...``: transformers' ``BertForSequenceClassification`` with
-  the same weights and shapes (compacted layers get narrower ``nn.Linear``
+  the same weights and shapes (``benchmarks/_torch_peer.py``) (compacted layers get narrower ``nn.Linear``
   modules), ``eval()`` + ``torch.inference_mode()``, default (SDPA) attention.
 * ``torch_compile/...``: the same under ``torch.compile`` (failures recorded).
 
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._torch_peer import build_torch_model, import_torch, torch_parity, torch_runner
 from experiments.cli_args import Parser, fraction_pruned, run_script, whole_number
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
-    from jaxprune.evaluation.timing import device_slug, unused_stem
+    from benchmarks._common import device_slug, unused_stem
 
     on_gpu = jax.devices()[0].platform != "cpu"
     cells = grid(args, on_gpu)
@@ -148,15 +149,6 @@ def resolve_compile(flag: str, on_gpu: bool, compile_cell: bool) -> str:
     if flag == "auto":
         return "dense" if compile_cell else "off"
     return flag
-
-
-def import_torch():
-    try:
-        import torch
-        import transformers  # noqa: F401
-    except ImportError:
-        return None
-    return torch
 
 
 class Model:
@@ -285,87 +277,12 @@ def keep_uniform(params: dict, config, keep: float):
     return {**params, "encoder": encoder}, new_config
 
 
-def build_torch_model(torch, params: dict, config, dtype: str):
-    """transformers' BertForSequenceClassification with jaxprune's ``params`` and per-layer widths."""
-    import jax
-    import numpy as np
-    import transformers
-
-    from jaxprune.models.loading import hf_name
-
-    hf_dict = {k: v for k, v in config.to_dict().items() if k not in ("heads_per_layer", "intermediate_sizes")}
-    hf_config = transformers.BertConfig(**hf_dict)
-    with torch.device("meta"):
-        model = transformers.BertForSequenceClassification(hf_config)
-    hidden = config.hidden_size
-    for i, layer in enumerate(model.bert.encoder.layer):
-        # transformers reshapes with view(..., -1, head_dim), so narrower projections just work.
-        width, neurons = config.layer_heads(i) * config.head_dim, config.layer_intermediate(i)
-        with torch.device("meta"):
-            for name in ("query", "key", "value"):
-                setattr(layer.attention.self, name, torch.nn.Linear(hidden, width))
-            layer.attention.output.dense = torch.nn.Linear(width, hidden)
-            layer.intermediate.dense = torch.nn.Linear(hidden, neurons)
-            layer.output.dense = torch.nn.Linear(neurons, hidden)
-    state = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        flax_path = "/".join(str(getattr(k, "key", k)) for k in path)
-        value = np.asarray(leaf)
-        value = value.T if flax_path.endswith("kernel") else value
-        state[hf_name(flax_path)] = torch.from_numpy(np.array(value, order="C"))  # a copy: JAX buffers are read-only
-    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
-    if unexpected or any(not name.endswith("position_ids") for name in missing):
-        raise RuntimeError(f"torch peer: missing {missing}, unexpected {unexpected}")
-    for name, buffer in list(model.named_buffers()):
-        if buffer.is_meta:  # non-persistent buffers such as position_ids / token_type_ids
-            owner = model.get_submodule(name.rsplit(".", 1)[0])
-            short = name.rsplit(".", 1)[1]
-            owner.register_buffer(short, torch.zeros(buffer.shape, dtype=buffer.dtype)
-                                  if "token_type" in short else torch.arange(buffer.shape[-1]).expand(buffer.shape),
-                                  persistent=False)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.eval().to(device=device, dtype=getattr(torch, dtype))
-
-
-def torch_runner(torch, model, ids, on_gpu: bool):
-    import numpy as np
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    input_ids = torch.from_numpy(np.array(ids)).to(device=device, dtype=torch.long)
-    attention_mask = torch.ones_like(input_ids)
-
-    def run():
-        with torch.inference_mode():
-            logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return logits
-
-    return run
-
-
-def torch_parity(model: Model, notes: list[str]) -> dict[str, float]:
-    """Max |logit difference| JAX vs PyTorch (float32, 2x16 tokens) per variant: the peer is the same model."""
-    import jax
-    import numpy as np
-
-    from jaxprune.models.bert import BertForSequenceClassification
-
-    ids = jax.random.randint(jax.random.key(1), (2, 16), 0, model.config.vocab_size)
-    out = {}
-    for variant, (params, config, _) in model.variants.items():
-        jax_logits = np.asarray(BertForSequenceClassification(config).apply({"params": params}, ids))
-        torch_logits = torch_runner(model.torch, model.torch_model(variant, "float32"), ids, False)()
-        out[variant] = float(np.max(np.abs(jax_logits - torch_logits.float().cpu().numpy())))
-    notes.append(f"{model.name}: max |JAX - PyTorch| fp32 logits per variant {out}")
-    return out
-
-
 def write_report(args, argv, rows, notes, repeats, warmup, started, load_before, stem, final=True) -> dict[str, Any]:
     """Write (or rewrite) ``<out>/<stem>.{json,md}`` with the rows so far; the table is printed when ``final``."""
     import jax
 
-    from jaxprune.evaluation.timing import device_description, versions, write_results
+    from benchmarks._common import versions, write_results
+    from jaxprune.evaluation.timing import device_description
 
     date = datetime.date.today().isoformat()
     torch = import_torch()

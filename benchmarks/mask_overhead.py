@@ -1,12 +1,17 @@
 """Overhead of block masks on a BERT-base-shaped train step, measured side by side.
 
-Every variant runs the same train step (forward, backward, Adam on the
-weights; plus Adam on the scores when masked) on the same batch:
+Every variant runs jaxprune's own train step (``jaxprune.training.step.make_train_step``,
+compiled by ``benchmarks/_train_steps.py``: forward with dropout, cross-entropy, one optax
+update of ``(params, scores)``, AdamW on the weights and Adam on the scores) on the same
+batch, with the pruner training builds (``PruningConfig.build``: ``bert_rules`` with every
+rule weight 1.0, ``--method``, ``--scope``), its keep schedule held at ``--keep-fraction``:
 
-* ``dense``: no mask;
-* ``heads+neurons``: top-k over head and FFN-neuron scores (``bert_rules`` default);
-* ``blocks32``: top-k over 32x32 blocks of all six encoder kernels;
-* ``hybrid``: 32x32 blocks in attention, neurons in the FFN (off by default).
+* ``dense``: the identity pruner (no scores);
+* ``heads+neurons``: heads and FFN neurons (``attention_blocks="heads"``, training's default);
+* ``blocks32``: 32x32 blocks of all six encoder kernels (training scores whole FFN
+  neurons, so here the FFN rule alone is swapped for 32x32 blocks);
+* ``hybrid``: 32x32 blocks in attention, neurons in the FFN (``attention_blocks="blocks"``;
+  off by default).
 
 Steps are compiled ahead of time (compilation excluded), warmed up, then run
 round-robin (dense, masked, ..., dense, masked, ...) so machine drift hits all
@@ -22,34 +27,32 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import json
 import os
 import pathlib
 import statistics
-import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
-from jaxprune import mask
-from jaxprune.models.bert import BertForSequenceClassification, count_params, init_params
-from jaxprune.models.bert_rules import bert_rules
-from jaxprune.models.config import BertConfig
-from jaxprune.errors import JaxpruneError
-from jaxprune.evaluation.timing import device_description, device_slug, unused_stem, versions
-
+from benchmarks._common import device_slug, unused_stem, versions
+from benchmarks._train_steps import compiled_train_step, step_batch, training_pruner
 from experiments.cli_args import Parser, fraction_kept, run_script, whole_number
+from jaxprune import mask
+from jaxprune.errors import JaxpruneError
+from jaxprune.evaluation.timing import device_description, time_side_by_side
+from jaxprune.models.bert import count_params, init_params
+from jaxprune.models.config import BertConfig
+from jaxprune.training.config import OptimizerConfig, TrainConfig
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# training_pruner's units per variant (blocks are 32x32, PruningConfig's default block_shape).
 VARIANTS = {
     "dense": None,
     "heads+neurons": dict(attention="heads", ffn="neurons"),
-    "blocks32": dict(attention="blocks", ffn="blocks", block_shape=(32, 32)),
-    "hybrid": dict(attention="blocks", ffn="neurons", block_shape=(32, 32)),
+    "blocks32": dict(attention="blocks", ffn="blocks"),
+    "hybrid": dict(attention="blocks", ffn="neurons"),
 }
 
 
@@ -82,29 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _loss(params, batch, model):
-    logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"], deterministic=True)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-
-
-def train_step(state, batch, keep_fraction, *, model, layout, mask_config, weight_tx, score_tx):
-    """One step; ``layout=None`` is the dense baseline (scores empty and untouched)."""
-    params, scores, weight_state, score_state = state
-    if layout is None:
-        loss, grads = jax.value_and_grad(_loss)(params, batch, model)
-        score_grads = scores
-    else:
-        def masked_loss(params, scores):
-            return _loss(mask.apply_masks(params, scores, keep_fraction, layout, mask_config), batch, model)
-
-        loss, (grads, score_grads) = jax.value_and_grad(masked_loss, argnums=(0, 1))(params, scores)
-        score_updates, score_state = score_tx.update(score_grads, score_state)
-        scores = optax.apply_updates(scores, score_updates)
-    updates, weight_state = weight_tx.update(grads, weight_state)
-    params = optax.apply_updates(params, updates)
-    return (params, scores, weight_state, score_state), loss
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     names = args.variants.split(",")
@@ -116,49 +96,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         intermediate_size=args.ffn,
         label_names=tuple(f"L{i}" for i in range(12)),
     )
-    model = BertForSequenceClassification(config, dtype=jnp.float32)
     rng = np.random.default_rng(0)
-    batch = {
-        "input_ids": jnp.asarray(rng.integers(1, args.vocab_size, (args.batch_size, args.seq_length)), jnp.int32),
-        "attention_mask": jnp.ones((args.batch_size, args.seq_length), jnp.int32),
-        "labels": jnp.asarray(rng.integers(0, 12, args.batch_size), jnp.int32),
-    }
-    keep = jnp.float32(args.keep_fraction)
-    weight_tx, score_tx = optax.adam(1e-5), optax.adam(1e-2)
-    mask_config = mask.MaskConfig(method=args.method, scope=args.scope)
+    batch = step_batch(rng.integers(1, args.vocab_size, (args.batch_size, args.seq_length)),
+                       rng.integers(0, 12, args.batch_size))
+    train_config = TrainConfig(batch_size=args.batch_size, optimizer=OptimizerConfig(learning_rate=1e-5))
     base_params = init_params(config, jax.random.key(0))
 
-    steps, states, info = {}, {}, {}
+    runs, info = {}, {}
     for name in names:
-        layout = None if VARIANTS[name] is None else mask.build_layout(base_params, bert_rules(config, **VARIANTS[name]))
-        params = jax.tree.map(jnp.copy, base_params)
-        scores = {} if layout is None else mask.init_scores(layout, jax.nn.initializers.normal(1.0), jax.random.key(1))
-        state = (params, scores, weight_tx.init(params), score_tx.init(scores))
-        step = functools.partial(
-            train_step, model=model, layout=layout, mask_config=mask_config, weight_tx=weight_tx, score_tx=score_tx
-        )
-        start = time.perf_counter()
-        compiled = jax.jit(step, donate_argnums=0).lower(state, batch, keep).compile()
+        if VARIANTS[name] is None:
+            pruner = mask.Pruner.from_rules(base_params, [])
+        else:
+            pruner = training_pruner(base_params, config, args.keep_fraction, method=args.method, scope=args.scope,
+                                     **VARIANTS[name])
+        runs[name], compile_s = compiled_train_step(base_params, config, train_config, pruner, batch,
+                                                    total_steps=args.warmup + args.repeats)
         info[name] = {
-            "compile_s": time.perf_counter() - start,
-            "scored_blocks": 0 if layout is None else layout.num_blocks,
-            "scored_weights": 0 if layout is None else layout.num_weights,
+            "compile_s": compile_s,
+            "scored_blocks": pruner.layout.num_blocks,
+            "scored_weights": pruner.layout.num_weights,
         }
-        for _ in range(args.warmup):
-            state, loss = compiled(state, batch, keep)
-        jax.block_until_ready(loss)
-        steps[name], states[name] = compiled, state
         print(f"{name}: compiled in {info[name]['compile_s']:.1f}s, "
               f"{info[name]['scored_blocks']} scored blocks", flush=True)
 
     load_before = os.getloadavg()
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for _ in range(args.repeats):
-        for name in names:
-            start = time.perf_counter()
-            states[name], loss = steps[name](states[name], batch, keep)
-            jax.block_until_ready((states[name], loss))
-            times[name].append(time.perf_counter() - start)
+    # Warm-up rounds, then timed rounds: every variant once per round, in order.
+    times = time_side_by_side(runs, repeats=args.repeats, warmup=args.warmup)
 
     dense = statistics.median(times["dense"])
     results: dict[str, Any] = {}
@@ -200,7 +163,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "batch_size": args.batch_size,
             "seq_length": args.seq_length,
             "dtype": "float32",
-            "optimizer": "adam on weights (+ adam on scores when masked)",
+            "train_step": "jaxprune.training.step.make_train_step (dropout on)",
+            "optimizer": "adamw on weights (+ adam on scores when masked), one optax update",
+            "pruner": "PruningConfig.build: bert_rules, rule weights 1.0, zero-initialised scores",
             "keep_fraction": args.keep_fraction,
             "method": args.method,
             "scope": args.scope,

@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
     from jaxprune.models.bert import count_params
     from jaxprune.errors import JaxpruneError
     from jaxprune.models.loading import from_pretrained
-    from jaxprune.evaluation.timing import compare_inference, device_description, device_slug, versions, write_results
+    from benchmarks._common import device_slug, versions, write_results
+    from jaxprune.evaluation.timing import compare_inference, device_description
 
     if not runs:
         raise JaxpruneError(f"none of {[str(r) for r in args.runs]} has a compacted/ folder; "

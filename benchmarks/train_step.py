@@ -1,19 +1,20 @@
 """Samples/s of the dense and the masked BERT train step, fp32 and bf16, side by side.
 
-A minimal jitted train step, the shape of jaxprune's own:
+Both steps are jaxprune's own train step (``jaxprune.training.step.make_train_step``,
+compiled by ``benchmarks/_train_steps.py``), the one training runs: forward with dropout
+on, softmax cross-entropy, one optax update of ``(params, scores)`` (AdamW on the params,
+Adam on the scores), the state donated.
 
-* dense: forward (dropout on), softmax cross-entropy, ``optax.adamw`` update
-  of the params;
-* masked: the same forward on ``jaxprune.mask.apply_masks(params, scores,
-  keep_fraction, layout)`` (heads and FFN neurons scored, local top-k at keep
-  0.5), gradients for params and scores, ``adamw`` for the params and
-  ``adam`` for the scores.
+* dense: the identity pruner (``jaxprune.mask.Pruner.from_rules(params, [])``), as when
+  fine-tuning a teacher;
+* masked: the pruner training builds (``PruningConfig.build``: heads and FFN neurons,
+  every rule weight 1.0, global top-k), its keep schedule held at ``--keep-fraction``.
 
-The state is donated; every variant is compiled first, then the variants are
-timed alternately round after round. On a GPU of a known kind the model FLOPs
-utilisation is reported: ``(6 * non-embedding params * tokens + 12 * layers *
-batch * length^2 * hidden) / step time / datasheet peak`` (the dense model's
-FLOPs also for the masked step: masking removes no compute). ``null`` on CPU.
+Every variant is compiled first, then the variants are timed alternately round after
+round. On a GPU of a known kind the model FLOPs utilisation is reported: ``(6 *
+non-embedding params * tokens + 12 * layers * batch * length^2 * hidden) / step time /
+datasheet peak`` (the dense model's FLOPs also for the masked step: masking removes no
+compute). ``null`` on CPU.
 
 Results go to ``benchmarks/results/train_step_<device>_<date>.{json,md}``.
 """
@@ -22,12 +23,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from experiments.cli_args import Parser, fraction_kept, run_script, whole_number
 
@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=whole_number(1), help="default: 32 on GPU, 8 on CPU")
     parser.add_argument("--length", type=whole_number(1), default=128, help=f"at most {MAX_LENGTH}")
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"), default=["float32", "bfloat16"])
-    parser.add_argument("--keep-fraction", type=fraction_kept, default=0.5, help="masked step: heads/neurons kept")
+    parser.add_argument("--keep-fraction", type=fraction_kept, default=0.5, help="masked step: fraction of the encoder's scored weights kept (global top-k "
+                        "over heads and FFN neurons, as trained)")
     parser.add_argument("--repeats", type=whole_number(1), help="timed rounds (default 20 on GPU, 5 on CPU)")
     parser.add_argument("--warmup", type=whole_number(0), default=2)
     parser.add_argument("--xla-flags", default="", help="appended to XLA_FLAGS before JAX starts")
@@ -54,53 +55,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-class TrainState(NamedTuple):
-    params: Any
-    scores: Any
-    opt_state: Any
-    score_opt_state: Any
-    step: Any
-
-
-def train_step(state: TrainState, batch: dict, *, model, optimizer, score_optimizer, layout, keep_fraction,
-               dropout_key) -> tuple[TrainState, dict]:
-    """One step; ``layout is None`` gives the dense step (no scores)."""
-    import jax
-    import optax
-
-    from jaxprune.mask import apply_masks
-
-    def loss_fn(params, scores):
-        if layout is not None:
-            params = apply_masks(params, scores, keep_fraction, layout)
-        logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                             deterministic=False, rngs={"dropout": jax.random.fold_in(dropout_key, state.step)})
-        return optax.softmax_cross_entropy_with_integer_labels(logits, batch["labels"]).mean()
-
-    loss, (param_grads, score_grads) = jax.value_and_grad(loss_fn, argnums=(0, 1))(state.params, state.scores)
-    updates, opt_state = optimizer.update(param_grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    scores, score_opt_state = state.scores, state.score_opt_state
-    if layout is not None:
-        score_updates, score_opt_state = score_optimizer.update(score_grads, state.score_opt_state, scores)
-        scores = optax.apply_updates(scores, score_updates)
-    return TrainState(params, scores, opt_state, score_opt_state, state.step + 1), {"loss": loss}
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     if args.xla_flags:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     import jax
-    import jax.numpy as jnp
-    import optax
 
-    from jaxprune.models.bert import BertForSequenceClassification, count_params, init_params
-    from jaxprune.models.bert_rules import bert_rules
+    from benchmarks._common import device_slug, peak_flops_per_s, versions, write_results
+    from benchmarks._train_steps import compiled_train_step, step_batch, training_pruner
+    from jaxprune import mask
+    from jaxprune.evaluation.timing import device_description, summarize, time_side_by_side
+    from jaxprune.models.bert import count_params, init_params
     from jaxprune.models.config import mahabert_config, minilm_config
-    from jaxprune.mask import build_layout, init_scores
-    from jaxprune.evaluation.timing import (device_description, device_slug, peak_flops_per_s, summarize,
-                                 time_side_by_side, train_step_runner, versions, write_results)
+    from jaxprune.training.config import OptimizerConfig, TrainConfig
 
     on_gpu = jax.devices()[0].platform != "cpu"
     model_name = args.model or ("mahabert" if on_gpu and not args.quick else "minilm")
@@ -112,38 +79,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.quick:
         config = config.replace(num_hidden_layers=2)
 
-    keys = dict(zip(("params", "data", "dropout"), jax.random.split(jax.random.key(0), 3)))
-    params = init_params(config, keys["params"])
-    ids_key, label_key = jax.random.split(keys["data"])
-    batch = {
-        "input_ids": jax.random.randint(ids_key, (batch_size, length), 0, config.vocab_size),
-        "attention_mask": jnp.ones((batch_size, length), jnp.int32),
-        "labels": jax.random.randint(label_key, (batch_size,), 0, config.num_labels),
-    }
-    layout = build_layout(params, bert_rules(config))
-    optimizer = optax.adamw(2e-5, weight_decay=0.01)
-    score_optimizer = optax.adam(1e-2)
+    # Three keys, so the params and the batch stay those of the results already committed.
+    params_key, data_key, _ = jax.random.split(jax.random.key(0), 3)
+    params = init_params(config, params_key)
+    ids_key, label_key = jax.random.split(data_key)
+    batch = step_batch(jax.random.randint(ids_key, (batch_size, length), 0, config.vocab_size),
+                       jax.random.randint(label_key, (batch_size,), 0, config.num_labels))
+    pruners = {"dense": mask.Pruner.from_rules(params, []),
+               "masked": training_pruner(params, config, args.keep_fraction)}
 
     runs, compile_s = {}, {}
     for dtype in args.dtypes:
-        model = BertForSequenceClassification(config, dtype=jnp.dtype(dtype))
-        for variant in ("dense", "masked"):
-            masked = variant == "masked"
-            step = jax.jit(
-                functools.partial(train_step, model=model, optimizer=optimizer, score_optimizer=score_optimizer,
-                                  layout=layout if masked else None, keep_fraction=args.keep_fraction,
-                                  dropout_key=keys["dropout"]),
-                donate_argnums=0,
-            )
-            state_params = jax.tree.map(jnp.copy, params)
-            scores = init_scores(layout) if masked else {}
-            state = TrainState(state_params, scores, optimizer.init(state_params),
-                               score_optimizer.init(scores) if masked else (), jnp.zeros((), jnp.int32))
-            start = time.perf_counter()
-            compiled = step.lower(state, batch).compile()
-            compile_s[f"{dtype}/{variant}"] = time.perf_counter() - start
-            runs[f"{dtype}/{variant}"] = train_step_runner(compiled, state, batch)
-            print(f"[train_step] compiled {dtype}/{variant} in {compile_s[f'{dtype}/{variant}']:.1f} s", flush=True)
+        train_config = TrainConfig(batch_size=batch_size, compute_dtype=dtype,
+                                   optimizer=OptimizerConfig(learning_rate=2e-5))
+        for variant, pruner in pruners.items():
+            name = f"{dtype}/{variant}"
+            runs[name], compile_s[name] = compiled_train_step(params, config, train_config, pruner, batch,
+                                                              total_steps=warmup + repeats)
+            print(f"[train_step] compiled {name} in {compile_s[name]:.1f} s", flush=True)
 
     started, load_before = time.time(), os.getloadavg()
     times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
@@ -170,6 +123,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": model_name, "num_hidden_layers": config.num_hidden_layers, "batch_size": batch_size,
         "seq_length": length, "keep_fraction": args.keep_fraction, "repeats": repeats, "warmup": warmup,
         "params": count_params(params), "non_embedding_params": non_embedding,
+        "train_step": "jaxprune.training.step.make_train_step",
+        "masked_pruner": {"method": "topk", "scope": "global", "units": "heads and FFN neurons",
+                          "rule_weights": 1.0, "scored_blocks": pruners["masked"].layout.num_blocks},
         "scored_units": {"heads": config.num_attention_heads * config.num_hidden_layers,
                          "neurons": config.intermediate_size * config.num_hidden_layers},
         "load_average_before": load_before, "load_average_after": os.getloadavg(),
@@ -178,7 +134,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     write_results(args.out, f"train_step_{device_slug()}_{date}{'_quick' if args.quick else ''}", payload,
                   markdown(payload))
     return payload
-
 
 
 def markdown(payload: dict[str, Any]) -> str:
@@ -190,7 +145,8 @@ def markdown(payload: dict[str, Any]) -> str:
         f"- versions: {payload['versions']}",
         f"- model {payload['model']} ({payload['num_hidden_layers']} layers, {payload['params']:,} params, "
         f"{payload['non_embedding_params']:,} non-embedding), batch {payload['batch_size']} x "
-        f"{payload['seq_length']}, masked keep {payload['keep_fraction']}",
+        f"{payload['seq_length']}, masked keep {payload['keep_fraction']} (jaxprune's train step; the masked one "
+        f"prunes as training does: global top-k over heads and FFN neurons)",
         f"- repeats {payload['repeats']} (median shown), warmup {payload['warmup']}; load average before/after "
         f"{payload['load_average_before'][0]:.1f} / {payload['load_average_after'][0]:.1f}",
         "",

@@ -2,13 +2,14 @@
 
     python benchmarks/vocab_step.py --data-dir ../shared/data/mahanews-shc
 
-Both steps are jaxprune's own (``jaxprune.training.step.make_train_step``: forward with dropout,
-cross-entropy, AdamW on every parameter, no pruning), for the same texts: the first
-``--batch-size`` training headlines, each tokenized by its model's tokenizer and padded to
-each of ``--lengths``. The pruned vocabulary is built from the training split, as ``run.py
---prune-vocab`` builds it. Both steps are compiled first, then timed alternately, round
-after round. The AdamW update touches every embedding row whether a batch uses it or not,
-which is why the full vocabulary costs so much more than its share of the FLOPs.
+Both steps are jaxprune's own (``jaxprune.training.step.make_train_step``, compiled by
+``benchmarks/_train_steps.py``: forward with dropout, cross-entropy, AdamW on every
+parameter, no pruning), for the same texts: the first ``--batch-size`` training headlines,
+each tokenized by its model's tokenizer and padded to each of ``--lengths``. The pruned
+vocabulary is built from the training split, as ``run.py --prune-vocab`` builds it. Both
+steps are compiled first, then timed alternately, round after round. The AdamW update
+touches every embedding row whether a batch uses it or not, which is why the full
+vocabulary costs so much more than its share of the FLOPs.
 
 Results go to ``benchmarks/results/vocab_step_<device>_<date>.{json,md}``.
 """
@@ -64,11 +65,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxprune.data import load_mahanews, load_offline_corpus
     from jaxprune.models.loading import from_pretrained, load_tokenizer
     from jaxprune.models.sources import describe, model_folder
-    from jaxprune.evaluation.timing import (device_description, device_slug, summarize, time_side_by_side, train_step_runner,
-                                 versions, write_results)
+    from benchmarks._common import device_slug, versions, write_results
+    from benchmarks._train_steps import compiled_train_step
+    from jaxprune.evaluation.timing import device_description, summarize, time_side_by_side
     from jaxprune.mask import Pruner
     from jaxprune.training.config import OptimizerConfig, TrainConfig
-    from jaxprune.training.step import create_train_state, make_optimizer, make_train_step
     from jaxprune.vocab import prune_model_folder
 
     if args.data_dir:
@@ -90,17 +91,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for variant, source in (("full vocabulary", folder), ("pruned vocabulary", pruned_folder)):
             params, model_config = from_pretrained(source, label_names=info.label_names)
             pruner = Pruner.from_rules(params, [])  # plain fine-tuning: nothing scored
-            tx = make_optimizer(config, pruner, total_steps=1000)
-            step = make_train_step(model_config, config, pruner, tx)
             for length in args.lengths:
                 name = f"{variant}/{length}"
-                state = create_train_state(params, config, pruner, tx)
                 batch = _batch(load_tokenizer(source), texts, labels, length)
-                started = time.perf_counter()
-                compiled = step.lower(state, batch).compile()
-                compile_s[name] = time.perf_counter() - started
+                runs[name], compile_s[name] = compiled_train_step(params, model_config, config, pruner, batch,
+                                                                  total_steps=1000)
                 params_count[name] = count_params(params)
-                runs[name] = train_step_runner(compiled, state, batch)
                 print(f"[vocab_step] compiled the {variant} step at length {length} in {compile_s[name]:.1f} s",
                       flush=True)
             del params

@@ -9,6 +9,7 @@ import types
 
 import pytest
 
+from benchmarks import _common
 from jaxprune.evaluation import timing
 
 
@@ -70,7 +71,7 @@ def test_train_step_benchmark_reports_mfu_where_the_peak_is_known(tmp_path, repo
     assert rows["dense"]["model_flops_per_step"] > 6 * payload["non_embedding_params"] * tokens
 
     # As on a GPU: a known peak gives model-FLOPs utilisation = FLOPs / time / peak.
-    monkeypatch.setattr(timing, "peak_flops_per_s", lambda dtype, device=None: 1e12)
+    monkeypatch.setattr(_common, "peak_flops_per_s", lambda dtype, device=None: 1e12)
     payload = train_step.main([*args[:-1], str(tmp_path / "gpu")])
     for row in payload["rows"]:
         assert row["mfu"] == pytest.approx(row["model_flops_per_step"] / row["step"]["median_s"] / 1e12)
@@ -84,14 +85,14 @@ def _device(platform: str, kind: str):
 
 def test_peak_flops_and_device_names_of_gpus():
     h100 = _device("gpu", "NVIDIA H100 80GB HBM3")
-    assert timing.peak_flops_per_s("bfloat16", h100) == timing.PEAK_FLOPS["h100"]["bfloat16"]
-    assert timing.peak_flops_per_s("float32", h100) == timing.PEAK_FLOPS["h100"]["float32"]
-    assert timing.peak_flops_per_s("float16", h100) is None  # no figure for that dtype
-    assert timing.device_slug(h100) == "h100" and timing.device_description(h100) == "gpu: NVIDIA H100 80GB HBM3"
+    assert _common.peak_flops_per_s("bfloat16", h100) == _common.PEAK_FLOPS["h100"]["bfloat16"]
+    assert _common.peak_flops_per_s("float32", h100) == _common.PEAK_FLOPS["h100"]["float32"]
+    assert _common.peak_flops_per_s("float16", h100) is None  # no figure for that dtype
+    assert _common.device_slug(h100) == "h100" and timing.device_description(h100) == "gpu: NVIDIA H100 80GB HBM3"
     other = _device("gpu", "NVIDIA RTX 9000 (Ada)")
-    assert timing.peak_flops_per_s("bfloat16", other) is None
-    assert timing.device_slug(other) == "nvidia-rtx-9000--ada"
-    assert timing.peak_flops_per_s("float32", _device("cpu", "cpu")) is None
+    assert _common.peak_flops_per_s("bfloat16", other) is None
+    assert _common.device_slug(other) == "nvidia-rtx-9000--ada"
+    assert _common.peak_flops_per_s("float32", _device("cpu", "cpu")) is None
 
 
 def test_inference_benchmark_keeps_the_cells_timed_before_it_stopped(tmp_path, repo_script, monkeypatch):

@@ -1,4 +1,5 @@
-"""jaxprune.evaluation.timing on a tiny BERT: sane fields, no speed assertions."""
+"""jaxprune.evaluation.timing on a tiny BERT: sane fields, no speed assertions; and the
+benchmarks' results writer (benchmarks/_common.py)."""
 
 import dataclasses
 import json
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from benchmarks._common import versions, write_results
 from jaxprune.models.compaction import compact
 from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.timing import (
@@ -19,9 +21,8 @@ from jaxprune.evaluation.timing import (
     summarize,
     time_forward,
     time_side_by_side,
-    versions,
-    write_results,
 )
+
 
 def check_result(result: TimingResult, batch_size: int, seq_length: int, repeats: int, dtype: str):
     assert 0 < result.min_s <= result.median_s <= result.max_s

@@ -1,4 +1,4 @@
-"""Wall-clock timing of the jitted BERT forward, for benchmarks and the pipeline.
+"""Wall-clock timing of the jitted BERT forward, for the pipeline and the benchmarks.
 
 Compilation is always excluded: a function is compiled ahead of time
 (``jit(...).lower(...).compile()``), run ``warmup`` times, then timed
@@ -8,7 +8,9 @@ asynchronous, so an unblocked timer would only measure the dispatch).
 Comparisons run side by side: :func:`compare_inference` compiles both models
 first and then alternates them (A B A B ...), so drift of the machine (clock
 boost, other load, thermal throttling) hits both and the reported ratio stays
-fair. No speed is ever asserted; results name the device they were taken on.
+fair. No speed is ever asserted; results name the device they were taken on
+(:func:`device_description`). What only the benchmark scripts need (device slugs,
+peak FLOP/s, results files) is in ``benchmarks/_common.py``.
 
 >>> import jax, jax.numpy as jnp
 >>> from jaxprune.models.bert import init_params
@@ -24,7 +26,6 @@ True
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
 import platform
 import statistics
@@ -38,15 +39,6 @@ import jax.numpy as jnp
 from jaxprune.models.bert import BertForSequenceClassification, Params, inference_logits
 from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
-
-# Dense peak FLOP/s (no structured sparsity) of accelerators we know, by
-# substring of ``device_kind`` (lower case), for model-FLOPs utilisation.
-# SXM figures from NVIDIA's datasheets; fp32 means plain FP32 (not TF32).
-PEAK_FLOPS: dict[str, dict[str, float]] = {
-    "h100": {"bfloat16": 989e12, "float32": 67e12},
-    "h200": {"bfloat16": 989e12, "float32": 67e12},
-    "a100": {"bfloat16": 312e12, "float32": 19.5e12},
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,100 +78,6 @@ def device_description(device: jax.Device | None = None) -> str:
     if device.platform != "cpu":
         return f"{device.platform}: {device.device_kind}"
     return f"cpu: {_cpu_model()} ({os.cpu_count()} cores)"
-
-
-def device_slug(device: jax.Device | None = None) -> str:
-    """A short file-name-safe device kind: ``"cpu"``, ``"h100"``, ``"a100"``, ``"gpu"``..."""
-    device = device or jax.devices()[0]
-    if device.platform == "cpu":
-        return "cpu"
-    kind = device.device_kind.lower()
-    for known in PEAK_FLOPS:
-        if known in kind:
-            return known
-    slug = "".join(c if c.isalnum() else "-" for c in kind).strip("-")
-    return slug or device.platform
-
-
-def unused_stem(folder: os.PathLike | str, stem: str, suffixes: tuple[str, ...] = (".json", ".md")) -> str:
-    """``stem``, or ``stem_run2``, ``stem_run3``...: the first with no ``<stem><suffix>`` in ``folder``,
-    so a second run of a benchmark on the same day never overwrites the first one's results."""
-    folder = os.fspath(folder)
-    candidate, number = stem, 1
-    while any(os.path.exists(os.path.join(folder, candidate + suffix)) for suffix in suffixes):
-        number += 1
-        candidate = f"{stem}_run{number}"
-    return candidate
-
-
-def write_results(
-    folder: os.PathLike | str,
-    stem: str,
-    payload: Mapping[str, Any],
-    markdown: str,
-    *,
-    unique: bool = True,
-    echo: bool = True,
-) -> str:
-    """Write ``<folder>/<stem>.json`` and ``.md`` for a benchmark run; print the table if ``echo``.
-
-    With ``unique`` (the default) existing results are kept: the files get the first
-    free name of :func:`unused_stem`. ``unique=False`` writes ``stem`` itself, e.g. to
-    update a run's own files as it goes. Returns the path written, without its suffix.
-    """
-    import json
-
-    try:
-        os.makedirs(folder, exist_ok=True)
-        base = os.path.join(os.fspath(folder), unused_stem(folder, stem) if unique else stem)
-        with open(base + ".json", "w", encoding="utf-8") as file:
-            json.dump(payload, file, indent=1)
-        with open(base + ".md", "w", encoding="utf-8") as file:
-            file.write(markdown)
-    except OSError as err:
-        raise JaxpruneError(f"cannot write results to {folder} ({err.strerror}); pass a writable --out") from None
-    if echo:
-        print(markdown)
-        print(f"wrote {base}.json and .md")
-    return base
-
-
-def peak_flops_per_s(dtype: Any, device: jax.Device | None = None) -> float | None:
-    """Datasheet dense peak FLOP/s of ``device`` for ``dtype``; ``None`` when unknown (e.g. CPU)."""
-    device = device or jax.devices()[0]
-    if device.platform == "cpu":
-        return None
-    kind = device.device_kind.lower()
-    for known, peaks in PEAK_FLOPS.items():
-        if known in kind:
-            return peaks.get(jnp.dtype(dtype).name)
-    return None
-
-
-def versions() -> dict[str, str | None]:
-    """Versions of Python and the packages a benchmark depends on (``None`` if not installed).
-
-    Read from package metadata, so nothing (torch in particular) is imported.
-    """
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in ("jax", "jaxlib", "flax", "optax", "torch", "transformers"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def train_step_runner(compiled_step: Callable[..., Any], state: Any, batch: Any) -> Callable[[], None]:
-    """A blocking call that advances ``state`` by one ``compiled_step(state, batch)``; the
-    state is carried from call to call, so a step that donates it can be timed repeatedly."""
-    holder = {"state": state}
-
-    def run() -> None:
-        holder["state"], metrics = compiled_step(holder["state"], batch)
-        jax.block_until_ready((holder["state"], metrics))
-
-    return run
 
 
 def time_calls(run: Callable[[], Any], *, repeats: int, warmup: int) -> list[float]:

@@ -73,7 +73,33 @@ def hf_name(flax_path: str) -> str:
 
 
 def _to_hf(flax_path: str, value: np.ndarray) -> np.ndarray:
+    """A Flax leaf in the Hugging Face layout: kernels (in, out) become weights (out, in).
+    The transpose is its own inverse, so this also reads a Hugging Face tensor back."""
     return value.T if flax_path.endswith("/kernel") else value
+
+
+def to_hf_state_dict(params: Params) -> dict[str, np.ndarray]:
+    """The Hugging Face BERT state dict of jaxprune params: names and layouts of
+    ``transformers.BertForSequenceClassification``.
+
+    Every writer of Hugging Face tensors uses it (:func:`save_pretrained`, the PyTorch
+    peer of ``benchmarks/inference.py``). Per-layer widths (a compacted model) are kept as
+    they are: a layer's ``attention.self.query.weight`` is then (heads_i * head_dim, H).
+
+    Args:
+      params: params of :class:`jaxprune.models.bert.BertForSequenceClassification`
+        (any float dtype; arrays on any device).
+
+    Returns:
+      ``{hf_name: array}`` in the params' flattening order; each array a fresh float32,
+      C-contiguous, writable host copy (kernels transposed to ``(out, in)``), ready for
+      ``safetensors.numpy.save_file`` or ``torch.from_numpy``.
+    """
+    tensors = {}
+    for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
+        flax_path = _path_str(path)
+        tensors[hf_name(flax_path)] = np.array(_to_hf(flax_path, np.asarray(value, np.float32)), order="C")
+    return tensors
 
 
 def _canonical(name: str) -> str:
@@ -152,7 +178,7 @@ def read_state_dict(folder: str, allow_pickle: bool = False) -> dict[str, np.nda
         if not allow_pickle:
             raise JaxpruneError(
                 f"{folder} has only {PICKLE_WEIGHTS_NAME}, which is a pickle; convert it to "
-                f"safetensors or opt in with allow_pickle=True if you trust it"
+                f"safetensors or opt in with `allow_pickle=True` if you trust it"
             )
         tensors = _read_pickle(os.path.join(folder, PICKLE_WEIGHTS_NAME))
     else:
@@ -202,7 +228,7 @@ def from_pretrained(
         reordered = " (the same labels in another order: the class ids would be scrambled)" if same_set else ""
         raise JaxpruneError(
             f"{name_or_path} is already a classifier for labels {list(trained_labels)}{reordered}; pass "
-            f"replace_head=True to train a new head for {list(label_names)}, or use its labels"
+            f"`replace_head=True` to train a new head for {list(label_names)}, or use its labels"
         )
     num_labels = len(label_names) if label_names is not None else None
     config = BertConfig.load(folder, num_labels=num_labels)
@@ -269,11 +295,7 @@ def save_pretrained(params: Params, config: BertConfig, folder: str | os.PathLik
         os.makedirs(folder, exist_ok=True)
     except OSError as err:
         raise JaxpruneError(f"cannot create {folder} ({err.strerror}); choose a writable folder") from None
-    tensors = {}
-    for path, value in jax.tree_util.tree_flatten_with_path(params)[0]:
-        flax_path = _path_str(path)
-        tensors[hf_name(flax_path)] = np.ascontiguousarray(_to_hf(flax_path, np.asarray(value, np.float32)))
-    save_file(tensors, os.path.join(folder, WEIGHTS_NAME), metadata={"format": "pt"})
+    save_file(to_hf_state_dict(params), os.path.join(folder, WEIGHTS_NAME), metadata={"format": "pt"})
     config.save(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)

