@@ -162,7 +162,7 @@ def test_other_labels_for_a_trained_head_are_refused(classifier_folder, labels, 
     with pytest.raises(JaxpruneError) as info:
         from_pretrained(classifier_folder, label_names=labels)
     assert str(info.value) == (f"{classifier_folder} is already a classifier for labels ['a', 'b', 'c']{fragment}; "
-                               f"pass replace_head=True to train a new head for {list(labels)}, or use its labels")
+                               f"pass `replace_head=True` to train a new head for {list(labels)}, or use its labels")
 
 
 @pytest.mark.parametrize("labels", [("c", "b", "a"), ("sports", "politics")])
