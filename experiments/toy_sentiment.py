@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         for path in paths.values():
             print(path)
 
-    return run_script(write)
+    return run_script(write, parser=parser)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,11 @@ good ``evaluate.py`` run checks its JSON against an in-process evaluation.
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -279,7 +281,7 @@ def test_check_precision_explains_an_unsupported_dtype(monkeypatch):
     check_precision("bfloat16")  # the CPU backend computes in bfloat16
     _reject_bfloat16(monkeypatch)
     check_precision("float32")
-    with pytest.raises(JaxpruneError, match=r"bfloat16 compute is not available on \w+ .*--precision fp32"):
+    with pytest.raises(JaxpruneError, match=r'bfloat16 compute is not available on \w+ .*`compute_dtype="float32"`'):
         check_precision("bfloat16")
 
 
@@ -347,6 +349,115 @@ def test_run_script_turns_errors_and_ctrl_c_into_one_line(capsys, repo_script):
         run_script(fail(ZeroDivisionError()))
 
 
+def test_as_flags_writes_the_librarys_arguments_as_flags(capsys, repo_script):
+    cli_args = repo_script("experiments/cli_args.py")
+    as_flags = cli_args.as_flags
+    cases = {
+        "runs/a already holds a finished run; pass a new `output_dir`":
+            "runs/a already holds a finished run; pass a new --output-dir",
+        "a checkpoint; pass `resume=True` to continue it or use a new `checkpoint_dir`":
+            "a checkpoint; pass --resume to continue it or use a new --output-dir",
+        'not available on cpu (TypeError); use `compute_dtype="float32"`':
+            "not available on cpu (TypeError); use --precision fp32",
+        "unknown `country_iso_code` 'XYZ': no grid data": "unknown --country 'XYZ': no grid data",
+        "pass `max_length=64` or less": "pass --max-length 64 or less",
+        "drop `pooling='mean'` or pass a model without a head": "drop --pooling mean or pass a model without a head",
+        "`train_file` a.csv is a folder; pass it as `data_dir`":
+            "--train-file a.csv is a folder; pass it as --data-dir",
+        "(or `keep_overlap=True` to score it anyway)": "(or --keep-overlap to score it anyway)",
+        "`vocab_script_pieces=False`, `teacher.epochs`": "--no-vocab-script-pieces, --teacher-epochs",
+        "run `pip install --no-deps x`; see ``docs``": "run `pip install --no-deps x`; see ``docs``",
+        "no backticks: --out stays": "no backticks: --out stays",
+    }  # fmt: skip
+    for message, expected in cases.items():
+        assert as_flags(message) == expected
+    assert as_flags("`path` x.csv does not exist", {"path": "--data-file"}) == "--data-file x.csv does not exist"
+    known = {"--output-dir", "--resume"}
+    assert (as_flags("pass `replace_head=True`, `resume=True` or a new `output_dir`", known=known)
+            == "pass `replace_head=True`, --resume or a new --output-dir")  # a library-only argument stays
+
+    def fail():
+        raise JaxpruneError("a checkpoint; pass `resume=True`")
+
+    assert cli_args.run_script(fail) == 2
+    assert capsys.readouterr().err == "error: a checkpoint; pass --resume\n"
+
+
+# Arguments of the library that no run.py flag sets: evaluate.py names load_csv's `path` --data-file.
+_LIBRARY_ONLY = {"path"}
+
+
+def test_every_argument_a_library_error_names_is_a_flag_of_run_py(repo_script, monkeypatch):
+    """The arguments the experiment layer's errors name (in backticks, or as the ``argument`` a
+    folder helper is given) all become run.py flags."""
+    known = {flag for action in _script_parser("experiments/run.py", repo_script, monkeypatch)._actions
+             for flag in action.option_strings}
+    as_flags = repo_script("experiments/cli_args.py").as_flags
+    sources = [*(REPO / "jaxprune" / "experiment").glob("*.py"), *(REPO / "jaxprune" / "data").glob("*.py"),
+               REPO / "jaxprune" / "training" / "loop.py", REPO / "jaxprune" / "training" / "checkpoint.py"]
+    pattern = re.compile(r"(?<!`)`([A-Za-z_][\w.]*)(?:=[^`]*)?`(?!`)")
+    named = set()
+    for path in sources:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "JaxpruneError":
+                parts = [part for arg in node.args
+                         for part in (arg.values if isinstance(arg, ast.JoinedStr) else [arg])]
+                text = "".join(part.value if isinstance(part, ast.Constant) else "{}" for part in parts
+                               if isinstance(part, (ast.Constant, ast.FormattedValue)))
+                named |= {match.group(0) for match in pattern.finditer(text)}
+            elif isinstance(node, ast.keyword) and node.arg == "argument" and isinstance(node.value, ast.Constant):
+                named.add(f"`{node.value.value}`")
+            elif isinstance(node, ast.arguments):
+                named |= {f"`{default.value}`" for arg, default in zip(node.args[::-1], node.defaults[::-1])
+                          if arg.arg == "argument" and isinstance(default, ast.Constant)}
+    assert {"`output_dir`", "`teacher_cache`", "`resume=True`", '`compute_dtype="float32"`', "`train_file`",
+            "`country_iso_code`"} <= named
+    unmapped = sorted(text for text in named if as_flags(text, known=known) == text
+                      and text.strip("`").split("=")[0] not in _LIBRARY_ONLY)
+    assert unmapped == []
+
+
+def test_run_py_starts_from_the_preset_and_applies_the_flags_given(repo_script):
+    from jaxprune.experiment import presets
+    from jaxprune.experiment.config import PAPER_MODEL
+
+    run = repo_script(RUN)
+    config = run.build_config(run.parse_args(["--precision", "fp32"]))
+    assert config == presets.demo(output_dir=os.path.join("runs", "s0.25-topk-fp32"))
+    paper = run.build_config(run.parse_args(["--preset", "paper", "--precision", "fp32", "--epochs", "5",
+                                             "--sparsity", "0.5", "--distill"]))
+    assert paper.model == PAPER_MODEL and paper.teacher == presets.paper().teacher
+    assert (paper.student.epochs, paper.student.sparsity, paper.student.distills) == (5, 0.5, True)
+    assert paper.student.optimizer == presets.paper().student.optimizer
+    mine = run.build_config(run.parse_args(["--data-dir", "d", "--precision", "bf16", "--batch-size", "8"]))
+    expected = presets.experiment()
+    assert (mine.student.epochs, mine.teacher.epochs, mine.max_length) == (
+        expected.student.epochs, expected.teacher.epochs, expected.max_length)
+    assert {mine.student.batch_size, mine.teacher.batch_size} == {8}
+    assert {mine.student.compute_dtype, mine.teacher.compute_dtype} == {"bfloat16"}
+    with pytest.raises(JaxpruneError, match="unknown preset 'huge'"):
+        presets.preset("huge")
+
+
+def test_table1_builds_the_configs_run_py_would(tmp_path, repo_script):
+    """table1.py builds each row's config directly; it equals run.py's for the command it prints."""
+    table1, run = repo_script("experiments/table1.py"), repo_script(RUN)
+    args = argparse.Namespace(data_dir="data", model=None, pooling="cls", output_dir=str(tmp_path), epochs=2,
+                              teacher_epochs=None, batch_size=4, max_length=None, precision="fp32", seed=1,
+                              vocab_corpus="corpus.txt")
+    base = table1.base_config(args)
+    (tmp_path / "s50").mkdir()
+    (tmp_path / "s50" / "results.json").write_text("{}")  # a finished row is resumed (skipped)
+    rows = table1.experiments([0.5], [0.75])
+    assert [name for name, *_ in rows] == ["s50", "s50-kd", "s75-kd-vocab"]
+    for name, sparsity, distill, prune_vocab in rows:
+        config = table1.row_config(base, tmp_path / name, sparsity, distill, prune_vocab, args.vocab_corpus)
+        command = table1._command(args, config).split()
+        assert command[:2] == ["python", "experiments/run.py"]
+        assert config == run.build_config(run.parse_args(command[2:]))
+        assert config.resume == (name == "s50")
+
+
 def test_run_says_how_to_resume_after_ctrl_c(tmp_path, capsys, monkeypatch, repo_script):
     import jaxprune.experiment
 
@@ -395,7 +506,7 @@ def test_run_names_the_teacher_cache_when_it_cannot_be_written(tmp_path, inputs,
 
 
 SCRIPTS = sorted(str(p.relative_to(REPO)) for folder in ("experiments", "benchmarks")
-                 for p in (REPO / folder).glob("*.py") if p.name != "cli_args.py")
+                 for p in (REPO / folder).glob("*.py") if p.name != "cli_args.py" and not p.name.startswith("_"))
 
 
 class _ParserBuilt(Exception):

@@ -154,9 +154,9 @@ def _one_line_error(call, pattern):
 
 def test_missing_folder_and_a_file_given_as_folder(tmp_path):
     missing = tmp_path / "nope"
-    _one_line_error(lambda: data.load_mahanews(missing), r"--data-dir .*nope does not exist")
+    _one_line_error(lambda: data.load_mahanews(missing), r"`data_dir` .*nope does not exist")
     file = _write_csv(tmp_path / "SHC_Valid.csv", ["Text", "Label"], _rows({"Tech": 5}))
-    _one_line_error(lambda: data.load_mahanews(file), r"is a file; pass it as --train-file")
+    _one_line_error(lambda: data.load_mahanews(file), r"is a file; pass it as `train_file`")
 
 
 def test_folder_without_matching_csv(tmp_path):
@@ -177,9 +177,9 @@ def test_folder_with_several_variants_uses_the_one_asked_for(tmp_path):
 def test_csv_without_expected_columns(tmp_path):
     _write_csv(tmp_path / "SHC_Valid.csv", ["words", "mood"], [("अ", "Tech")])
     message = _one_line_error(lambda: data.load_mahanews(tmp_path), r"has columns")
-    assert "'words', 'mood'" in message and "--text-column" in message
+    assert "'words', 'mood'" in message and "`text_column`" in message
     message = _one_line_error(lambda: data.load_mahanews(tmp_path, text_column="body"), r"no column 'body'")
-    assert "--text-column" in message
+    assert "`text_column`" in message
 
 
 def test_non_utf8_file(tmp_path):
@@ -209,7 +209,7 @@ def test_download_failure_says_to_pass_data_dir(tmp_path, monkeypatch):
     message = _one_line_error(
         lambda: data.download_mahanews("SHC", cache_dir=tmp_path), r"could not download"
     )
-    assert "--data-dir" in message
+    assert "`data_dir`" in message
     assert urls == [data.MAHANEWS_URL.format(variant="SHC", file="SHC_Train.csv")]
     assert urls[0].startswith("https://raw.githubusercontent.com/l3cube-pune/MarathiNLP/")
     assert not list(tmp_path.iterdir())  # nothing half-written

@@ -150,10 +150,10 @@ def test_a_second_process_is_refused_until_the_holder_releases_the_lock(tmp_path
         assert contender.returncode == 1 and contender.stdout == ""
         assert contender.stderr == (
             f"error: another run is using the output folder {folder} (lock file {folder / LOCK_NAME}); wait for it "
-            "to finish or pass another --output-dir\n"
+            "to finish or pass another `output_dir`\n"
         )
-        with pytest.raises(JaxpruneError, match=r"another run is using the teacher cache .*--teacher-cache$"):
-            with hold_folder_lock(folder, what="teacher cache", flag="--teacher-cache"):
+        with pytest.raises(JaxpruneError, match=r"another run is using the teacher cache .*`teacher_cache`$"):
+            with hold_folder_lock(folder, what="teacher cache", argument="teacher_cache"):
                 pass
 
         holder.stdin.write("\n")
@@ -218,7 +218,7 @@ def test_a_full_disk_during_a_save_keeps_the_previous_checkpoint(tmp_path, monke
 
     assert str(caught.value) == (
         f"no space left on device while saving the checkpoint of step 6 in {folder}; the checkpoint of step 3 is "
-        "kept: free some space and rerun with --resume"
+        "kept: free some space and rerun with `resume=True`"
     )
     # Nothing was deleted early (step 0 would have gone once 6 had committed).
     assert _step_dirs(folder) == ["0", "3", "6.orbax-checkpoint-tmp"]

@@ -301,7 +301,7 @@ def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
     with pytest.raises(JaxpruneError, match="other settings"):
         fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-b", resume=True)
-    with pytest.raises(JaxpruneError, match="--resume"):
+    with pytest.raises(JaxpruneError, match="`resume=True`"):
         fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-a")
 

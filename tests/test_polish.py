@@ -5,6 +5,9 @@ and a trained classifier head never silently replaced."""
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import types
 
 import jax
@@ -30,7 +33,7 @@ def test_check_country_refuses_a_grid_codecarbon_lacks_in_one_line(given):
     with pytest.raises(JaxpruneError) as info:
         check_country(given)
     message = str(info.value)
-    assert message == (f"unknown --country {given!r}: CodeCarbon has no grid data for it; "
+    assert message == (f"unknown `country_iso_code` {given!r}: CodeCarbon has no grid data for it; "
                        f"pass an ISO 3166-1 alpha-3 code such as IND, USA, DEU")
 
 
@@ -90,6 +93,58 @@ def test_a_failed_tracker_records_null_and_the_reason(fake_tracker, fail_in, err
             track_emissions("IND") as emissions:
         ran = True
     assert ran and (emissions.kg_co2, emissions.energy_kwh, emissions.error) == (None, None, error)
+
+
+def test_the_tracker_quietens_codecarbon_only_while_it_runs(fake_tracker):
+    fake_tracker(None)
+    codecarbon_log = logging.getLogger("codecarbon")
+    before = codecarbon_log.level
+    with track_emissions("IND"):
+        assert codecarbon_log.level == logging.ERROR
+    assert codecarbon_log.level == before and not codecarbon_log.filters
+
+
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+import jaxprune
+names = [m.name for m in pkgutil.walk_packages(jaxprune.__path__, "jaxprune.")]
+"""
+
+
+def test_importing_jaxprune_changes_neither_the_environment_nor_a_logger():
+    """No module of jaxprune sets an environment variable, a logger's level or a warnings filter
+    when imported (CodeCarbon is quietened when a tracker starts, the scripts quieten the rest).
+    The libraries jaxprune uses are imported first: what they do on import is theirs."""
+    libraries = _python(_IMPORT_ALL + textwrap.dedent("""
+        for name in names:
+            importlib.import_module(name)
+        print(" ".join(sorted({m.split(".")[0] for m in sys.modules if not m.startswith(("jaxprune", "_"))})))
+    """)).split()
+    assert "datasets" in libraries and "codecarbon" not in libraries  # imported when a tracker starts
+    report = _python(_IMPORT_ALL + textwrap.dedent(f"""
+        import logging, os, warnings
+        for library in {libraries!r}:
+            try:
+                importlib.import_module(library)
+            except Exception:
+                pass
+        def levels():
+            return {{n: l.level for n, l in logging.root.manager.loggerDict.items() if isinstance(l, logging.Logger)}}
+        env, filters, before = dict(os.environ), list(warnings.filters), levels()
+        for name in names:
+            importlib.import_module(name)
+        changed = sorted(k for k in set(env) | set(os.environ) if env.get(k) != os.environ.get(k))
+        print(len(names), changed, {{n: l for n, l in levels().items() if before.get(n, logging.NOTSET) != l}},
+              warnings.filters == filters)
+    """))
+    count, rest = report.split(" ", 1)
+    assert int(count) > 30 and rest.strip() == "[] {} True"
+
+
+def _python(script: str) -> str:
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
 
 
 def test_an_unknown_country_is_recorded_as_null_not_as_the_world_average(capfd):

@@ -93,7 +93,7 @@ def test_labels_with_one_example_are_refused_for_a_split_and_reported_otherwise(
     rows = [(f"t{i}", "a") for i in range(8)] + [("lonely", "b")]
     lone = _write(tmp_path / "all.csv", ["text", "label"], rows)
     message = _error(lambda: data.load_files(lone), r"fewer than 2 examples \('b' \(1\)\)")
-    assert "--eval-file" in message
+    assert "`eval_file`" in message
     evals = _write(tmp_path / "valid.csv", ["text", "label"], [("e1", "a"), ("e2", "b")])
     _, info = data.load_files(lone, evals)
     assert info.rare_labels == {"b": 1} and any("fewer than 2 training examples" in m for m in info.messages)
@@ -125,8 +125,8 @@ def test_utf16_with_bom_and_rows_without_a_label(tmp_path):
 
 
 def test_files_that_are_not_there_name_their_flag(tmp_path):
-    _error(lambda: data.load_files(tmp_path / "none.csv"), r"--train-file .*none.csv does not exist")
+    _error(lambda: data.load_files(tmp_path / "none.csv"), r"`train_file` .*none.csv does not exist")
     train = _write(tmp_path / "train.csv", ["text", "label"], [(f"t{i}", "ab"[i % 2]) for i in range(6)])
-    _error(lambda: data.load_files(train, tmp_path), r"--eval-file .* is a folder")
-    _error(lambda: data.load_files(train, test_file=tmp_path / "t.csv"), r"--test-file .*t.csv does not exist")
+    _error(lambda: data.load_files(train, tmp_path), r"`eval_file` .* is a folder")
+    _error(lambda: data.load_files(train, test_file=tmp_path / "t.csv"), r"`test_file` .*t.csv does not exist")
     _error(lambda: data.load_files(train, text_column="label", label_column="label"), r"both 'label'")

@@ -62,18 +62,19 @@ def _decode(path: Path) -> str:
         ) from None
 
 
-def _find_column(header: list[str], wanted: str | None, candidates: Sequence[str], kind: str, flag: str,
+def _find_column(header: list[str], wanted: str | None, candidates: Sequence[str], kind: str, argument: str,
                  path: Path) -> int:
     lowered = [name.strip().lower() for name in header]
     if wanted is not None:
         if wanted.strip().lower() in lowered:
             return lowered.index(wanted.strip().lower())
-        raise JaxpruneError(f"{path} has no column {wanted!r} (its columns: {header}); pass one of them to {flag}")
+        raise JaxpruneError(f"{path} has no column {wanted!r} (its columns: {header}); pass one of them to "
+                            f"`{argument}`")
     found = next((lowered.index(name) for name in candidates if name in lowered), None)
     if found is None:
         raise JaxpruneError(
             f"{path} has columns {header} but no {kind} column named like {'/'.join(candidates[:3])}; "
-            f"name it with {flag}"
+            f"name it with `{argument}`"
         )
     return found
 
@@ -107,12 +108,12 @@ def read_table(path: str | os.PathLike, text_column: str | None = None, label_co
     lowered = {name.lower() for name in header}
     if text_column is None and label_column is None and not (lowered & set(TEXT_COLUMNS) or lowered & set(LABEL_COLUMNS)):
         raise JaxpruneError(f"{path} has columns {header} but none named like a text or a label column; name them "
-                            f"with --text-column and --label-column")
-    text_col = _find_column(header, text_column, TEXT_COLUMNS, "text", "--text-column", path)
-    label_col = _find_column(header, label_column, LABEL_COLUMNS, "label", "--label-column", path)
+                            f"with `text_column` and `label_column`")
+    text_col = _find_column(header, text_column, TEXT_COLUMNS, "text", "text_column", path)
+    label_col = _find_column(header, label_column, LABEL_COLUMNS, "label", "label_column", path)
     if text_col == label_col:
         raise JaxpruneError(f"{path}: the text and label columns are both {header[text_col]!r}; "
-                            f"pass different --text-column and --label-column")
+                            f"pass different `text_column` and `label_column`")
     header_text, header_label = header[text_col].lower(), header[label_col].lower()
     header_rows = empty_rows = unlabelled_rows = 0
     by_key: dict[str, list] = {}  # key -> [text, Counter of labels, first-seen order of labels]

@@ -29,17 +29,19 @@ MAHANEWS_URL = (
     "https://raw.githubusercontent.com/l3cube-pune/MarathiNLP/main/L3Cube-MahaNews/{variant}/{file}"
 )
 OFFLINE_CORPUS = Path(__file__).resolve().parent / "corpus" / "marathi_headlines.csv"
-# What a file's name says it holds, for a folder passed as --data-dir.
+# What a file's name says it holds, for a folder passed as ``data_dir``.
 _ROLE_PATTERNS = {"train": re.compile(r"train"), "eval": re.compile(r"val|dev"), "test": re.compile(r"test")}
 _TABLE_SUFFIXES = (".csv", ".tsv")
 
 
-def _check_file(path: str | os.PathLike, flag: str) -> Path:
+def _check_file(path: str | os.PathLike, argument: str) -> Path:
+    """``path`` as a Path, when it is a file; the error names the ``argument`` that passed it."""
     path = Path(path)
     if path.is_dir():
-        raise JaxpruneError(f"{flag} {path} is a folder; pass a CSV file (or the folder as --data-dir)")
+        raise JaxpruneError(f"`{argument}` {path} is a folder; pass a CSV file (or the folder as `data_dir`)")
     if not path.is_file():
-        raise JaxpruneError(f"{flag} {path} does not exist; pass the path of a CSV file with a text and a label column")
+        raise JaxpruneError(f"`{argument}` {path} does not exist; pass the path of a CSV file with a text and a "
+                            f"label column")
     return path
 
 
@@ -74,12 +76,12 @@ def load_files(
       ``(splits, info)``: a DatasetDict with ``train``, ``eval`` (and ``test``), columns
       ``text`` and ``label`` (ClassLabel of the label names).
     """
-    paths = {"--train-file": train_file, "--eval-file": eval_file, "--test-file": test_file}
-    raw = {flag: read_table(_check_file(path, flag), text_column, label_column)
-           for flag, path in paths.items() if path is not None}
+    paths = {"train_file": train_file, "eval_file": eval_file, "test_file": test_file}
+    raw = {argument: read_table(_check_file(path, argument), text_column, label_column)
+           for argument, path in paths.items() if path is not None}
     folders = {str(Path(path).resolve().parent) for path in paths.values() if path is not None}
     source = folders.pop() if len(folders) == 1 else str(Path(train_file).resolve())
-    return build_splits(raw["--train-file"], raw.get("--eval-file"), raw.get("--test-file"), label_names,
+    return build_splits(raw["train_file"], raw.get("eval_file"), raw.get("test_file"), label_names,
                         eval_fraction, seed, keep_overlap, source=source)
 
 
@@ -93,9 +95,9 @@ def find_split_files(folder: str | os.PathLike, variant: str | None = None) -> d
     """
     folder = Path(folder)
     if folder.is_file():
-        raise JaxpruneError(f"--data-dir {folder} is a file; pass it as --train-file {folder} (or pass its folder)")
+        raise JaxpruneError(f"`data_dir` {folder} is a file; pass it as `train_file` {folder} (or pass its folder)")
     if not folder.is_dir():
-        raise JaxpruneError(f"--data-dir {folder} does not exist; pass a folder of *train*/*valid*/*test* CSV files")
+        raise JaxpruneError(f"`data_dir` {folder} does not exist; pass a folder of *train*/*valid*/*test* CSV files")
     candidates: dict[str, list[Path]] = {role: [] for role in _ROLE_PATTERNS}
     for path in sorted(folder.iterdir()):
         if not (path.is_file() and path.suffix.lower() in _TABLE_SUFFIXES):
@@ -109,12 +111,12 @@ def find_split_files(folder: str | os.PathLike, variant: str | None = None) -> d
             paths = [p for p in paths if variant.lower() in p.stem.lower()] or paths
         if len(paths) > 1:
             raise JaxpruneError(f"{folder} has several {role} files ({', '.join(p.name for p in paths)}); pass "
-                                f"--variant, or the files themselves as --train-file/--eval-file/--test-file")
+                                f"`variant`, or the files themselves as `train_file`/`eval_file`/`test_file`")
         if paths:
             found[role] = paths[0]
     if not found:
-        raise JaxpruneError(f"{folder} has no CSV file named like *train*, *valid* or *test*; pass --train-file "
-                            f"(and --eval-file), or a folder with such files as --data-dir")
+        raise JaxpruneError(f"{folder} has no CSV file named like *train*, *valid* or *test*; pass `train_file` "
+                            f"(and `eval_file`), or a folder with such files as `data_dir`")
     return found
 
 
@@ -173,7 +175,7 @@ def download_mahanews(variant: str = "SHC", cache_dir: str | os.PathLike | None 
             reason = " ".join(str(getattr(err, "reason", err)).split())
             raise JaxpruneError(
                 f"could not download the MahaNews {variant} dataset from {url} ({reason}); "
-                "pass --data-dir with a local folder of MahaNews CSV files"
+                "pass `data_dir` with a local folder of MahaNews CSV files"
             ) from None
         partial = target.with_suffix(".csv.part")
         partial.write_bytes(payload)
@@ -232,7 +234,7 @@ def load_csv(
       ``(dataset, info)``: columns ``text`` and ``label`` (ClassLabel), and
       ``info.split_sizes == {"all": len(dataset)}``.
     """
-    raw = read_table(_check_file(path, "--data-file"), text_column, label_column)
+    raw = read_table(_check_file(path, "path"), text_column, label_column)
     (raw,) = canonical_labels([raw])
     from_model = is_model_labels(label_names)
     names = resolve_label_names(raw, label_names)

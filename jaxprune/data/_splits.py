@@ -187,7 +187,7 @@ def build_splits(
         if rare:
             raise JaxpruneError(
                 f"{train.path} has labels with fewer than 2 examples ({rare_shown}), so no stratified split can give "
-                f"them to both train and eval; add examples, remove those rows, or pass an --eval-file"
+                f"them to both train and eval; add examples, remove those rows, or pass an `eval_file`"
             )
         train_rows, eval_rows = stratified_split(train_ids, eval_fraction, seed)
         eval_file, train = _subset(train, eval_rows), _subset(train, train_rows)
@@ -223,7 +223,7 @@ def build_splits(
             continue
         if len(shared) == len(raw.texts):
             raise JaxpruneError(f"every text of {raw.path} also occurs in the training data; pass held-out data "
-                                f"(or --keep-overlap to score it anyway)")
+                                f"(or `keep_overlap=True` to score it anyway)")
         keep = np.setdiff1d(np.arange(len(raw.texts)), shared)
         held_out[name] = _subset(raw, keep)
         if name == "eval" and eval_ids is not None:

@@ -49,7 +49,7 @@ def check_country(iso_code: str) -> str:
     except Exception:  # noqa: BLE001 - no CodeCarbon, no CO2 figure: nothing to check against
         known = None
     if not code or known is not None and code not in known:
-        raise JaxpruneError(f"unknown --country {iso_code!r}: CodeCarbon has no grid data for it; "
+        raise JaxpruneError(f"unknown `country_iso_code` {iso_code!r}: CodeCarbon has no grid data for it; "
                             f"pass an ISO 3166-1 alpha-3 code such as IND, USA, DEU")
     return code
 

@@ -15,8 +15,8 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.experiment.runlock import LOCK_NAME
 
 
-def prepare_output_dir(folder: str, what: str = "output folder", flag: str = "--output-dir") -> Path:
-    """Create ``folder`` and check it is writable; the error names ``what`` it is and the ``flag`` that sets it."""
+def prepare_output_dir(folder: str, what: str = "output folder", argument: str = "output_dir") -> Path:
+    """Create ``folder`` and check it is writable; the error names ``what`` it is and the ``argument`` that sets it."""
     path = Path(folder)
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -24,12 +24,12 @@ def prepare_output_dir(folder: str, what: str = "output folder", flag: str = "--
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
-        raise JaxpruneError(f"cannot write to {what} {folder} ({err.strerror}); pass a writable {flag}") from None
+        raise JaxpruneError(f"cannot write to {what} {folder} ({err.strerror}); pass a writable `{argument}`") from None
     return path
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as JSON atomically: a reader (or --resume) never sees a half-written file."""
+    """Write ``data`` as JSON atomically: a reader (or a resumed run) never sees a half-written file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:

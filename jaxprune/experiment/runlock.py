@@ -29,13 +29,13 @@ LOCK_NAME = ".jaxprune.lock"
 
 @contextlib.contextmanager
 def hold_folder_lock(
-    folder: str | os.PathLike, what: str = "output folder", flag: str = "--output-dir"
+    folder: str | os.PathLike, what: str = "output folder", argument: str = "output_dir"
 ) -> Iterator[Path]:
     """Hold ``folder/.jaxprune.lock`` exclusively for the ``with`` block; yields its path.
 
     Creates ``folder`` if needed. Never waits: if another process (or another
     ``with`` block in this one) holds the lock, raises a JaxpruneError naming
-    ``what`` the folder is and the ``flag`` that chooses another. Released when
+    ``what`` the folder is and the ``argument`` that chooses another. Released when
     the block ends, normally or by an exception.
     """
     folder = Path(folder).absolute()
@@ -44,7 +44,7 @@ def hold_folder_lock(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise JaxpruneError(
-            f"cannot create the {what} {folder} ({error.strerror or error}); pass another {flag}"
+            f"cannot create the {what} {folder} ({error.strerror or error}); pass another `{argument}`"
         ) from None
     lock = filelock.FileLock(str(lock_path))
     try:
@@ -52,11 +52,11 @@ def hold_folder_lock(
     except filelock.Timeout:
         raise JaxpruneError(
             f"another run is using the {what} {folder} (lock file {lock_path}); wait for it to finish or pass "
-            f"another {flag}"
+            f"another `{argument}`"
         ) from None
     except OSError as error:
         raise JaxpruneError(
-            f"cannot lock the {what} {folder}: {error.strerror or error} on {lock_path}; pass another {flag}"
+            f"cannot lock the {what} {folder}: {error.strerror or error} on {lock_path}; pass another `{argument}`"
         ) from None
     try:
         yield lock_path

@@ -93,7 +93,7 @@ class Checkpointer:
 
     ``meta`` is a JSON-able dict; ``fingerprint`` identifies the run's
     configuration, and restoring a checkpoint written under another
-    fingerprint is refused, so ``--resume`` never continues a different run.
+    fingerprint is refused, so resuming never continues a different run.
     """
 
     def __init__(self, folder: str | os.PathLike, fingerprint: str, max_to_keep: int = 2):
@@ -152,7 +152,7 @@ class Checkpointer:
                     else f"the checkpoint of step {kept_step} is kept")
             raise JaxpruneError(
                 f"{problem} while saving the checkpoint of step {step} in {self.folder}; {kept}: {fix} and "
-                "rerun with --resume"
+                "rerun with `resume=True`"
             ) from error
 
     def restore_latest(self, like_state: Any) -> tuple[Any, dict[str, Any]] | None:
@@ -164,7 +164,7 @@ class Checkpointer:
         if meta.get("fingerprint") != self.fingerprint:
             raise JaxpruneError(
                 f"the checkpoint in {self.folder} belongs to a run with other settings; resume with the "
-                f"same flags, or use a new --output-dir"
+                f"same settings, or use a new `checkpoint_dir`"
             )
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like_state)))

@@ -91,8 +91,8 @@ def fit(
         try:
             if not resume:
                 raise JaxpruneError(
-                    f"{checkpoint_dir} already holds a checkpoint; pass --resume to continue it or use a new "
-                    "--output-dir"
+                    f"{checkpoint_dir} already holds a checkpoint; pass `resume=True` to continue it or use a new "
+                    "`checkpoint_dir`"
                 )
             state, meta = checkpointer.restore_latest(state)
         except BaseException:
@@ -114,7 +114,7 @@ def fit(
             kept = "checkpoints were off, so none is kept"
         else:
             kept = kept_clause(checkpointer.latest_step(), checkpointer.folder)
-        precision = " or use --precision fp32" if config.compute_dtype != "float32" else ""
+        precision = ' or use `compute_dtype="float32"`' if config.compute_dtype != "float32" else ""
         # Resuming is exact, so it would diverge at the same step again; and a run with other
         # settings cannot resume this one's checkpoint: the fix is a new run.
         return JaxpruneError(
@@ -185,7 +185,9 @@ def fit(
             raise
         except Exception:  # noqa: BLE001 - the state may have been donated mid-step
             where = "the last periodic checkpoint is kept"
-        raise JaxpruneError(f"interrupted; {where}; rerun the same command with --resume to continue") from None
+        raise JaxpruneError(
+            f"interrupted; {where}; rerun with the same settings and `resume=True` to continue"
+        ) from None
     finally:
         bar.close()
         if checkpointer is not None:

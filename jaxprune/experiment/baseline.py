@@ -1,0 +1,140 @@
+"""The inputs of an experiment and its unpruned baseline: the backend's precision checked,
+the model and data loaded, the teacher got (:mod:`.teachers`) and evaluated."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from jaxprune.data import load_files, load_mahanews, load_offline_corpus
+from jaxprune.data.batching import encode_split
+from jaxprune.errors import JaxpruneError
+from jaxprune.evaluation.metrics import classification_report
+from jaxprune.evaluation.predict import predict_logits
+from jaxprune.experiment.config import ExperimentConfig
+from jaxprune.experiment.teachers import Log, prepare_teacher, prune_vocabulary_folder
+from jaxprune.models.config import BertConfig
+from jaxprune.models.loading import checkpoint_labels, load_tokenizer
+from jaxprune.models.sources import model_folder
+
+
+def check_precision(dtype: str) -> None:
+    """Fail early, in one line, when the backend cannot compute in ``dtype``."""
+    if dtype == "float32":
+        return
+    try:
+        x = jnp.ones((4, 4), jnp.dtype(dtype))
+        jax.block_until_ready(jnp.tanh(x @ x))
+    except Exception as err:  # noqa: BLE001
+        raise JaxpruneError(
+            f"{dtype} compute is not available on {jax.default_backend()} ({type(err).__name__}); "
+            f'use `compute_dtype="float32"`'
+        ) from None
+
+
+def load_data(config: ExperimentConfig, label_names: tuple[str, ...] | None):
+    """The train/eval(/test) splits and :class:`jaxprune.data.DataInfo` the config names."""
+    options = dict(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed,
+                   text_column=config.text_column, label_column=config.label_column,
+                   keep_overlap=config.keep_overlap)
+    if config.train_file is not None:
+        return load_files(config.train_file, config.eval_file, config.test_file, **options)
+    if config.eval_file is not None or config.test_file is not None:
+        raise JaxpruneError("an eval or test file needs the training data too; add `train_file`")
+    if config.data_dir is not None or config.dataset == "mahanews":
+        return load_mahanews(config.data_dir, variant=config.variant, **options)
+    if config.text_column is not None or config.label_column is not None:
+        raise JaxpruneError("`text_column` and `label_column` name columns of your data; add `train_file` or "
+                            "`data_dir`")
+    return load_offline_corpus(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed)
+
+
+def progress_bar(description: str):
+    """A ``progress`` argument for :func:`predict_logits`: a tqdm bar over the batches."""
+    return lambda items: tqdm(items, desc=description, unit="batch", dynamic_ncols=True, leave=False)
+
+
+def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: str, description: str) -> dict:
+    """Accuracy, macro-F1 and per-class F1 of ``params`` on ``encoded``
+    (:func:`jaxprune.evaluation.metrics.classification_report`)."""
+    logits = predict_logits(params, model_config, encoded, batch_size, dtype, progress=progress_bar(description))
+    return classification_report(logits.argmax(-1), encoded.labels, model_config.label_names)
+
+
+def majority_accuracy(encoded) -> float:
+    """The accuracy of always answering the most frequent class of ``encoded``: chance level."""
+    return float(np.bincount(encoded.labels).max() / len(encoded))
+
+
+@dataclasses.dataclass(frozen=True)
+class Baseline:
+    """The inputs of an experiment and its teacher, fine-tuned (or reused) and evaluated."""
+
+    folder: str
+    tokenizer: Any
+    data_info: Any
+    encoded_train: Any
+    encoded_eval: Any
+    params: Any
+    model_config: BertConfig
+    info: dict
+    metrics: dict
+    vocabulary: dict | None = None  # what vocabulary pruning did, when it ran
+    encoded_test: Any = None  # the test split, when the data has one
+    test_metrics: dict | None = None
+
+
+def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
+    """Load model and data, get the teacher (fine-tuned once, then reused from the teacher
+    cache) and evaluate it on the eval split: the unpruned baseline of an experiment."""
+    check_precision(config.student.compute_dtype)
+    check_precision(config.teacher.compute_dtype)
+
+    folder = model_folder(config.model)
+    # Checked here, not when timing the compacted model after training: longer inputs than the
+    # position table would read out of bounds.
+    positions = BertConfig.load(folder).max_position_embeddings
+    if config.max_length > positions:
+        raise JaxpruneError(f"max length {config.max_length} exceeds the model's {positions} position "
+                            f"embeddings; pass `max_length={positions}` or less")
+    model_labels = checkpoint_labels(folder)  # None: no trained head (e.g. MiniLM)
+    splits, data_info = load_data(config, model_labels)
+    for message in data_info.messages:
+        log(f"data: {message}")
+    label_names = data_info.label_names
+    vocab_info = None
+    if config.prune_vocab:
+        folder, vocab_info = prune_vocabulary_folder(config, folder, splits["train"]["text"],
+                                                     splits["eval"]["text"], log)
+    tokenizer = load_tokenizer(folder)
+    # Buckets from 32 tokens: fewer shapes to compile, little padding for headlines.
+    encoded_train = encode_split(splits["train"], tokenizer, config.max_length, smallest_bucket=32)
+    encoded_eval = encode_split(splits["eval"], tokenizer, config.max_length, smallest_bucket=32)
+    encoded_test = None
+    if "test" in splits:
+        encoded_test = encode_split(splits["test"], tokenizer, config.max_length, smallest_bucket=32)
+
+    teacher_params, teacher_config, teacher_info = prepare_teacher(
+        config, folder, model_labels is not None, label_names, encoded_train, data_info, log)
+    if teacher_config.label_names != tuple(label_names):
+        raise JaxpruneError(
+            f"the model's labels {list(teacher_config.label_names)} differ from the data's {list(label_names)}; "
+            f"use data with the model's labels"
+        )
+    metrics = evaluate(teacher_params, teacher_config, encoded_eval, config.student.batch_size,
+                       config.student.compute_dtype, "evaluate teacher")
+    log(f"teacher accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
+        f"({len(encoded_eval)} eval examples; majority class {majority_accuracy(encoded_eval):.4f})")
+    test_metrics = None
+    if encoded_test is not None:
+        test_metrics = evaluate(teacher_params, teacher_config, encoded_test, config.student.batch_size,
+                                config.student.compute_dtype, "evaluate teacher on test")
+        log(f"teacher test accuracy {test_metrics['accuracy']:.4f}, macro-F1 {test_metrics['macro_f1']:.4f} "
+            f"({len(encoded_test)} test examples; majority class {majority_accuracy(encoded_test):.4f})")
+    return Baseline(folder, tokenizer, data_info, encoded_train, encoded_eval, teacher_params, teacher_config,
+                    teacher_info, metrics, vocab_info, encoded_test, test_metrics)

