@@ -128,13 +128,11 @@ def test_column_flag_help_names_the_columns_the_loader_finds(repo_script):
 
 
 def test_resume_refuses_a_run_made_before_duplicates_were_collapsed(tmp_path):
-    import dataclasses
-
     from jaxprune.errors import JaxpruneError
     from jaxprune.experiment import ExperimentConfig, train_and_evaluate
 
     config = ExperimentConfig(output_dir=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"), resume=True)
-    old = dataclasses.asdict(config)
+    old = config.to_dict()  # as results.json records it
     del old["split"]  # results.json of a run made before the setting existed
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "results.json").write_text(json.dumps({"config": old}), encoding="utf-8")
