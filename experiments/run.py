@@ -30,7 +30,8 @@ from jaxprune.experiment import presets
 from jaxprune.experiment.config import PAPER_MODEL, ExperimentConfig
 from jaxprune.training.config import DistillationConfig
 
-# The presets (jaxprune.experiment.presets) hold every default; a flag left out keeps its preset's value.
+# The defaults live in the presets (jaxprune.experiment.presets): a flag's default is read from them where
+# every preset agrees; where they differ it is None, the chosen preset's value (its help says each one's).
 DEMO, EXPERIMENT, PAPER = presets.demo(), presets.experiment(), presets.paper()
 
 
@@ -92,7 +93,6 @@ def make_parser() -> Parser:
                       help="MahaNews variant: which files of a --data-dir holding several")
     data.add_argument("--keep-overlap", action="store_true",
                       help="score eval/test texts that also occur in training too (inflates the figures)")
-    # None: the preset's value (the help says each preset's).
     p.add_argument("--epochs", type=whole_number(1), default=None,
                    help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs})")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
