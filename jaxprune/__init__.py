@@ -45,7 +45,7 @@ _EXPORTS = {
     "load_csv": "jaxprune.data",
     "load_mahanews": "jaxprune.data",
     "load_offline_corpus": "jaxprune.data",
-    "ExperimentConfig": "jaxprune.experiment.pipeline",
+    "ExperimentConfig": "jaxprune.experiment.config",
     "train_and_evaluate": "jaxprune.experiment.pipeline",
     "JaxpruneError": "jaxprune.errors",
 }
