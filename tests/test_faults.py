@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import json
 import textwrap
 from pathlib import Path
 
@@ -264,3 +265,21 @@ def test_write_json_on_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
     with pytest.raises(JaxpruneError, match=r"cannot write .*results.json \(No space left on device\)"):
         write_json(tmp_path / "results.json", {"accuracy": 0.9})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_checkpoint_of_the_former_train_state_is_refused_in_one_line(tmp_path):
+    """Checkpoints written before the optimizer states were merged (no ``state_format`` in their
+    meta) cannot be restored into today's state: the resume says so instead of an orbax traceback."""
+    params, model_config, config, train, teacher_logits = _resume_setup()
+    folder = tmp_path / "checkpoints"
+    fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
+                fingerprint="run-a", stop_after_steps=0)
+    meta_file = folder / "0" / "meta" / "metadata"
+    meta = json.loads(meta_file.read_text())
+    assert meta["state_format"] == 2
+    meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "state_format"}))
+
+    with pytest.raises(JaxpruneError, match=r"^the checkpoint in .* was written by an earlier jaxprune .* cannot be "
+                                            r"resumed; start the run again in a new `checkpoint_dir`$"):
+        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
+                    fingerprint="run-a", resume=True)

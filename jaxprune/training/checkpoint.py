@@ -88,6 +88,11 @@ def _join_threads_started_since(before: set[threading.Thread], timeout_s: float 
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 
+# What the saved train state looks like: 1 had separate weight and score optimizer states,
+# 2 has the pruner's one optimizer state over (params, scores).
+STATE_FORMAT = 2
+
+
 class Checkpointer:
     """Save and restore ``(state, meta)`` pairs under ``folder``.
 
@@ -127,7 +132,7 @@ class Checkpointer:
         if not tree_is_finite(state):
             raise NonFiniteStateError(step, self.latest_step(), self.folder)
         kept_step = self.latest_step()
-        meta = dict(meta, fingerprint=self.fingerprint)
+        meta = dict(meta, fingerprint=self.fingerprint, state_format=STATE_FORMAT)
         threads_before = set(threading.enumerate())
         try:
             self._manager.save(
@@ -165,6 +170,12 @@ class Checkpointer:
             raise JaxpruneError(
                 f"the checkpoint in {self.folder} belongs to a run with other settings; resume with the "
                 f"same settings, or use a new `checkpoint_dir`"
+            )
+        if meta.get("state_format", 1) != STATE_FORMAT:
+            raise JaxpruneError(
+                f"the checkpoint in {self.folder} was written by an earlier jaxprune (its train state had two "
+                f"optimizer states, today's has one) and cannot be resumed; start the run again in a new "
+                f"`checkpoint_dir`"
             )
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like_state)))
