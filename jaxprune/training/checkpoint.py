@@ -35,7 +35,9 @@ from jaxprune.errors import JaxpruneError
 
 
 def _abstract(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
+    # With the target's sharding: a checkpoint written on any device count is restored onto this mesh.
+    return jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
 
 
 @jax.jit

@@ -21,6 +21,7 @@ from jaxprune.mask import Pruner
 from jaxprune.models.config import BertConfig
 from jaxprune.training.checkpoint import Checkpointer, NonFiniteStateError, kept_clause
 from jaxprune.training.config import TrainConfig
+from jaxprune.training.parallel import Parallel, to_host
 from jaxprune.training.step import (
     MODEL_INPUTS,
     TrainState,
@@ -57,6 +58,7 @@ def fit(
     checkpoint_every: int = 100,
     stop_after_steps: int | None = None,
     description: str = "train",
+    parallel: Parallel | None = None,
 ) -> FitResult:
     """Train ``params`` (pruning them as ``config.pruning`` says) on ``train``.
 
@@ -70,6 +72,9 @@ def fit(
       resume: continue from the newest checkpoint in ``checkpoint_dir``.
       stop_after_steps: stop (after checkpointing) once the state reaches this
         step, as if interrupted; tests use it to cut a run short.
+      parallel: the mesh and parameter sharding (:class:`jaxprune.training.parallel.Parallel`);
+        default: data parallel over every device, params replicated. A checkpoint resumes on
+        any device count.
 
     Raises JaxpruneError when the loss becomes nan or inf (found where the
     progress bar reads it, every 10 steps, and before each checkpoint) or the
@@ -83,7 +88,11 @@ def fit(
     pruner = (config.pruning.build(params, model_config, total_steps) if config.pruning is not None
               else Pruner.from_rules(params, []))
     tx = make_optimizer(config, pruner, total_steps)
+    parallel = parallel if parallel is not None else Parallel.create()
     state = create_train_state(params, config, pruner, tx)
+    state_shardings = parallel.shardings(state)
+    state = parallel.put(state, state_shardings)
+    rows_per_step = parallel.padded_batch_size(config.batch_size)  # weight-0 rows fill the rest
 
     checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
     epoch, next_batch, resumed_from = 0, 0, None
@@ -100,13 +109,14 @@ def fit(
             raise
         epoch, next_batch, resumed_from = int(meta["epoch"]), int(meta["batch"]), int(state.step)
 
-    step_fn = make_train_step(model_config, config, pruner, tx)
+    step_fn = make_train_step(model_config, config, pruner, tx, state_shardings)
     teacher_fn = None
     if config.distills and teacher_logits is None:
-        teacher_params, teacher_fn = teacher[0], make_teacher_fn(teacher[1], config.compute_dtype)
+        teacher_params = parallel.put_replicated(teacher[0])
+        teacher_fn = make_teacher_fn(teacher[1], config.compute_dtype)
 
     def finished() -> FitResult:
-        final = jax.device_get(pruner.apply(state.params, state.scores, total_steps))
+        final = to_host(pruner.apply(state.params, state.scores, total_steps))
         return FitResult(state, pruner, final, total_steps, _to_host(history_arrays), resumed_from)
 
     def diverged(what: str, at_step: int) -> JaxpruneError:
@@ -158,12 +168,13 @@ def fit(
                 if stop_after_steps is not None and step >= stop_after_steps:
                     save()
                     return finished()
-                batch = make_batch(train, plan[next_batch], config.batch_size)
-                inputs = {k: batch[k] for k in _BATCH_FIELDS}
+                batch = make_batch(train, plan[next_batch], rows_per_step)
+                host = {k: batch[k] for k in _BATCH_FIELDS}
+                if teacher_fn is None and config.distills:
+                    host["teacher_logits"] = teacher_logits[batch["index"]]
+                inputs = parallel.put_batch(host)
                 if teacher_fn is not None:
                     inputs["teacher_logits"] = teacher_fn(teacher_params, inputs)
-                elif config.distills:
-                    inputs["teacher_logits"] = teacher_logits[batch["index"]]
                 state, metrics = step_fn(state, inputs)
                 step, next_batch = step + 1, next_batch + 1
                 history_arrays.append(metrics)

@@ -128,9 +128,18 @@ def train_step(
 
 
 def make_train_step(
-    model_config: BertConfig, config: TrainConfig, pruner: mask.Pruner, tx: optax.GradientTransformation
+    model_config: BertConfig,
+    config: TrainConfig,
+    pruner: mask.Pruner,
+    tx: optax.GradientTransformation,
+    state_shardings: Any = None,
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Array]]]:
-    """``train_step`` with its static pieces bound, jitted once, the state donated."""
+    """``train_step`` with its static pieces bound, jitted once, the state donated.
+
+    ``state_shardings`` (a tree of ``NamedSharding`` shaped like the state, from
+    :meth:`jaxprune.training.parallel.Parallel.shardings`) pins the new state to the old one's
+    layout across the mesh; the metrics come back replicated. ``None``: placement follows the inputs.
+    """
     step = functools.partial(
         train_step,
         model=BertForSequenceClassification(model_config, dtype=jnp.dtype(config.compute_dtype)),
@@ -138,7 +147,11 @@ def make_train_step(
         tx=tx,
         distillation=config.distillation,
     )
-    return jax.jit(step, donate_argnums=0)
+    if state_shardings is None:
+        return jax.jit(step, donate_argnums=0)
+    mesh = jax.tree_util.tree_leaves(state_shardings)[0].mesh
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return jax.jit(step, donate_argnums=0, out_shardings=(state_shardings, replicated))
 
 
 def make_teacher_fn(

@@ -1,0 +1,88 @@
+"""The train step data-parallel and sharded over simulated CPU devices: the same numbers as one device.
+
+Each run is a subprocess (``tests/parallel_run.py``) because XLA's host device count
+(``--xla_force_host_platform_device_count``) is fixed when JAX starts. The runs prune (global
+top-k, heads and neurons) and distill for 8 steps at batch 8.
+
+Tolerance: the devices each sum their rows' gradients and XLA adds the partial sums across devices,
+so a sum differs from one device's by float32 reduction order, a few ulps (float32 eps is 1.2e-7).
+Eight Adam steps at learning rate 1e-3 carry that into the weights: differences of up to 1.3e-7 were
+measured (values of order 0.02-1). Losses must agree within 2e-6 relative, weights within 1e-6
+absolute, and the masks exactly (the same weights pruned): a wrong global mean (a loss averaged
+per device, padding counted) or a mask computed per shard is off by orders of magnitude more.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+RUNNER = Path(__file__).resolve().parent / "parallel_run.py"
+
+
+def _run(tmp_path: Path, name: str, *flags: str) -> tuple[dict, dict]:
+    out = tmp_path / f"{name}.npz"
+    done = subprocess.run([sys.executable, str(RUNNER), str(out), *flags], capture_output=True, text=True,
+                          cwd=RUNNER.parent, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), dict(np.load(out))
+
+
+def _assert_same(a: tuple[dict, dict], b: tuple[dict, dict]) -> None:
+    (info_a, params_a), (info_b, params_b) = a, b
+    np.testing.assert_allclose(info_b["losses"], info_a["losses"], rtol=2e-6, atol=0)
+    assert info_b["keep"] == info_a["keep"]
+    assert sorted(params_a) == sorted(params_b)
+    for name in params_a:
+        np.testing.assert_array_equal(params_b[name] == 0, params_a[name] == 0, err_msg=name)  # the same masks
+        np.testing.assert_allclose(params_b[name], params_a[name], rtol=0, atol=1e-6, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("one"), "one", "--devices", "1")
+
+
+@pytest.mark.parametrize("flags", [("--devices", "2"), ("--devices", "8"), ("--devices", "2", "--shard-params"),
+                                   ("--devices", "8", "--shard-params")], ids=" ".join)
+def test_more_devices_give_the_same_losses_and_params(tmp_path, one_device, flags):
+    run = _run(tmp_path, "many", *flags)
+    _assert_same(one_device, run)
+    assert one_device[0]["step"] == run[0]["step"] == 8
+    if "--shard-params" in flags:  # the kernels really were split across the devices
+        assert "P('data', None)" in run[0]["shardings"] and "P()" in run[0]["shardings"]
+    else:
+        assert run[0]["shardings"] == ["P()"]
+
+
+def test_a_batch_the_devices_do_not_divide_is_filled_with_weight_zero_rows(tmp_path):
+    # 6 rows on 4 devices: each step's batch is filled to 8 rows that weigh nothing. Dropout draws its
+    # bits for the filled shape, so the comparison is with one device filling to 8 rows the same way.
+    filled_one = _run(tmp_path, "one", "--devices", "1", "--batch-size", "6", "--fill-to", "8")
+    four = _run(tmp_path, "four", "--devices", "4", "--batch-size", "6")
+    _assert_same(filled_one, four)
+
+
+def test_teacher_in_step_runs_on_the_mesh(tmp_path):
+    _assert_same(_run(tmp_path, "one", "--devices", "1", "--teacher-in-step"),
+                 _run(tmp_path, "two", "--devices", "2", "--teacher-in-step", "--shard-params"))
+
+
+def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_on_2(tmp_path, one_device):
+    folder = tmp_path / "checkpoints"
+    first, _ = _run(tmp_path, "first", "--devices", "8", "--shard-params", "--checkpoint-dir", str(folder),
+                    "--stop-after", "3")
+    assert first["step"] == 3
+    for devices in ("1", "2"):
+        copy = tmp_path / f"checkpoints-{devices}"
+        subprocess.run(["cp", "-r", str(folder), str(copy)], check=True)
+        resumed = _run(tmp_path, f"resumed-{devices}", "--devices", devices, "--checkpoint-dir", str(copy),
+                       "--resume")
+        assert resumed[0]["resumed_from"] == 3 and resumed[0]["step"] == 8
+        _assert_same(({**one_device[0], "losses": one_device[0]["losses"][3:], "keep": one_device[0]["keep"][3:]},
+                      one_device[1]), resumed)
