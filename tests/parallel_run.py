@@ -25,9 +25,16 @@ def main() -> None:
     parser.add_argument("--teacher-in-step", action="store_true")
     parser.add_argument("--fill-to", type=int, default=None, help="rows per step on one device (default: as fit)")
     args = parser.parse_args()
-    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
-
     import jax
+
+    multi_process = "JAX_COORDINATOR_ADDRESS" in os.environ
+    if multi_process:  # --devices is per process; the device count must be set before JAX starts
+        jax.config.update("jax_num_cpu_devices", args.devices)
+        from jaxprune.training.parallel import initialize_distributed
+
+        assert initialize_distributed(timeout_s=60)
+    else:
+        os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
     import numpy as np
 
     from jaxprune.models.bert import init_params
@@ -36,7 +43,7 @@ def main() -> None:
     from jaxprune.training.parallel import Parallel
     from test_pipeline import keyword_task, tiny_config
 
-    assert jax.device_count() == args.devices, jax.devices()
+    assert jax.device_count() == args.devices * jax.process_count(), jax.devices()
     model_config = tiny_config(vocab_size=64)
     params = init_params(model_config, jax.random.key(2))
     train = keyword_task(30, seed=3)
@@ -57,10 +64,12 @@ def main() -> None:
                  resume=args.resume, stop_after_steps=args.stop_after, parallel=parallel, **teacher)
     leaves = jax.tree_util.tree_leaves_with_path(result.params)
     shardings = sorted({str(leaf.sharding.spec) for leaf in jax.tree_util.tree_leaves(result.state.params)})
+    if jax.process_index() > 0:
+        args.out = f"{args.out}.process{jax.process_index()}.npz"
     np.savez(args.out, **{jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves})
     print(json.dumps({"losses": [row["loss"] for row in result.history], "step": int(result.state.step),
                       "keep": [row["keep_fraction"] for row in result.history], "shardings": shardings,
-                      "resumed_from": result.resumed_from_step}))
+                      "resumed_from": result.resumed_from_step, "processes": jax.process_count()}))
 
 
 if __name__ == "__main__":

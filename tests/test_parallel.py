@@ -86,3 +86,51 @@ def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_on_2(tmp_path, one_dev
         assert resumed[0]["resumed_from"] == 3 and resumed[0]["step"] == 8
         _assert_same(({**one_device[0], "losses": one_device[0]["losses"][3:], "keep": one_device[0]["keep"][3:]},
                       one_device[1]), resumed)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _two_processes(tmp_path: Path, *flags: str) -> list[tuple[dict, dict]]:
+    """Processes 0 and 1 of one run on localhost (jax.distributed, CPU collectives), 1 device each."""
+    import os
+
+    out = tmp_path / "two.npz"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2")
+    workers = [subprocess.Popen([sys.executable, str(RUNNER), str(out), "--devices", "1", *flags],
+                                env={**env, "JAX_PROCESS_ID": str(i)}, cwd=RUNNER.parent, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
+    try:
+        outputs = [worker.communicate(timeout=300) for worker in workers]
+    finally:
+        for worker in workers:
+            worker.kill()
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-3000:]
+    files = [out, Path(f"{out}.process1.npz")]
+    return [(json.loads(stdout.strip().splitlines()[-1]), dict(np.load(file)))
+            for (stdout, _), file in zip(outputs, files)]
+
+
+def test_two_processes_train_together_and_agree_with_one(tmp_path, one_device):
+    process_0, process_1 = _two_processes(tmp_path, "--shard-params")
+    assert process_0[0]["processes"] == 2
+    _assert_same(one_device, process_0)
+    _assert_same(process_0, process_1)  # both hold the same result
+
+
+def test_a_checkpoint_written_by_two_processes_resumes_in_one(tmp_path, one_device):
+    folder = tmp_path / "checkpoints"
+    first, _ = _two_processes(tmp_path, "--checkpoint-dir", str(folder), "--stop-after", "3")
+    assert first[0]["step"] == 3 and sorted(p.name for p in folder.iterdir() if p.name.isdigit()) == ["3"]
+    resumed = _run(tmp_path, "resumed", "--devices", "1", "--checkpoint-dir", str(folder), "--resume")
+    assert resumed[0]["resumed_from"] == 3
+    _assert_same(({**one_device[0], "losses": one_device[0]["losses"][3:], "keep": one_device[0]["keep"][3:]},
+                  one_device[1]), resumed)

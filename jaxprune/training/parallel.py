@@ -19,12 +19,15 @@ plan (a batch of token ids is small) and places only the rows of its own devices
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxprune.errors import JaxpruneError
 
 DATA = "data"
 
@@ -112,3 +115,41 @@ def to_host(value: Any) -> Any:
         return np.asarray(jax.device_get(leaf))
 
     return jax.tree_util.tree_map(fetch, value)
+
+
+# Cluster managers whose environment jax.distributed.initialize() reads by itself.
+_CLUSTER_SIZES = ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")
+
+
+def initialize_distributed(environ: Mapping[str, str] | None = None, timeout_s: int = 300) -> bool:
+    """Join a multi-process run when the environment describes one; return whether it did.
+
+    ``JAX_COORDINATOR_ADDRESS`` (``host:port`` of process 0), ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID`` start one by hand (every process gets the same address and count, its
+    own id); under SLURM or Open MPI with more than one task, JAX reads the cluster's own
+    variables. Call it before anything else uses JAX. ``timeout_s`` bounds the wait for the
+    other processes (JAX's default is 300 s).
+    """
+    environ = os.environ if environ is None else environ
+    address = environ.get("JAX_COORDINATOR_ADDRESS")
+    if address:
+        try:
+            count, process_id = int(environ["JAX_NUM_PROCESSES"]), int(environ["JAX_PROCESS_ID"])
+        except KeyError as missing:
+            raise JaxpruneError(f"JAX_COORDINATOR_ADDRESS is set but {missing.args[0]} is not; set "
+                                "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID together") from None
+        except ValueError:
+            raise JaxpruneError("JAX_NUM_PROCESSES and JAX_PROCESS_ID must be whole numbers") from None
+        if not 0 <= process_id < count:
+            raise JaxpruneError(f"JAX_PROCESS_ID {process_id} is not in 0..{count - 1} (JAX_NUM_PROCESSES {count})")
+        jax.distributed.initialize(address, count, process_id, initialization_timeout=timeout_s)
+        return True
+    if any(int(environ.get(name, "1") or 1) > 1 for name in _CLUSTER_SIZES):
+        jax.distributed.initialize(initialization_timeout=timeout_s)
+        return True
+    return False
+
+
+def is_primary() -> bool:
+    """Whether this process writes the run's files (process 0; the only one outside multi-process runs)."""
+    return jax.process_index() == 0
