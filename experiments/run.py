@@ -120,6 +120,10 @@ def make_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in --output-dir")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep the training checkpoints of a finished run (they are large)")
+    p.add_argument("--shard-params", action="store_true",
+                   help="shard params, scores and optimizer states over the devices (FSDP-style) instead of "
+                        "replicating them; batches are split over the devices either way. Several processes: "
+                        "set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (README: Past one device)")
     return p
 
 
@@ -176,7 +180,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 # Flags that set the ExperimentConfig field of the same name, as given.
 _SAME_NAMES = ("pooling", "data_dir", "variant", "train_file", "eval_file", "test_file", "text_column", "label_column",
                "keep_overlap", "teacher_cache", "teacher_in_step", "prune_vocab", "vocab_corpus", "resume",
-               "keep_checkpoints")
+               "keep_checkpoints", "shard_params")
 
 
 def build_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -216,6 +220,9 @@ def _run_and_report(args: argparse.Namespace) -> None:
     from jaxprune.experiment import train_and_evaluate
     from jaxprune.experiment.summary import summary_table
 
+    from jaxprune.training.parallel import initialize_distributed
+
+    initialize_distributed()  # a multi-process run, when the environment describes one; before JAX starts
     config = build_config(args)
     print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distills}, "
           f"{config.student.pruning.method}, {config.student.compute_dtype}", flush=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_pipeline import tiny_data_dir, tiny_model_folder  # noqa: F401  (fixtures)
+
 RUNNER = Path(__file__).resolve().parent / "parallel_run.py"
 
 
@@ -96,16 +98,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _two_processes(tmp_path: Path, *flags: str) -> list[tuple[dict, dict]]:
-    """Processes 0 and 1 of one run on localhost (jax.distributed, CPU collectives), 1 device each."""
+def _launch_two(command: list[str], cwd: Path) -> list[tuple[str, str]]:
+    """``command`` as processes 0 and 1 of one run on localhost (jax.distributed, CPU collectives)."""
     import os
 
-    out = tmp_path / "two.npz"
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2")
-    workers = [subprocess.Popen([sys.executable, str(RUNNER), str(out), "--devices", "1", *flags],
-                                env={**env, "JAX_PROCESS_ID": str(i)}, cwd=RUNNER.parent, text=True,
+    env.update(JAX_PLATFORMS="cpu", JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES="2")
+    workers = [subprocess.Popen(command, env={**env, "JAX_PROCESS_ID": str(i)}, cwd=cwd, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in (0, 1)]
     try:
         outputs = [worker.communicate(timeout=300) for worker in workers]
@@ -114,6 +113,13 @@ def _two_processes(tmp_path: Path, *flags: str) -> list[tuple[dict, dict]]:
             worker.kill()
     for worker, (_, stderr) in zip(workers, outputs):
         assert worker.returncode == 0, stderr[-3000:]
+    return outputs
+
+
+def _two_processes(tmp_path: Path, *flags: str) -> list[tuple[dict, dict]]:
+    """Processes 0 and 1 of one fit, 1 device each."""
+    out = tmp_path / "two.npz"
+    outputs = _launch_two([sys.executable, str(RUNNER), str(out), "--devices", "1", *flags], RUNNER.parent)
     files = [out, Path(f"{out}.process1.npz")]
     return [(json.loads(stdout.strip().splitlines()[-1]), dict(np.load(file)))
             for (stdout, _), file in zip(outputs, files)]
@@ -134,3 +140,23 @@ def test_a_checkpoint_written_by_two_processes_resumes_in_one(tmp_path, one_devi
     assert resumed[0]["resumed_from"] == 3
     _assert_same(({**one_device[0], "losses": one_device[0]["losses"][3:], "keep": one_device[0]["keep"][3:]},
                   one_device[1]), resumed)
+
+
+def test_run_py_as_two_processes_writes_one_result_equal_to_one_process(tmp_path, tiny_model_folder, tiny_data_dir):
+    root = RUNNER.parents[1]
+    common = ["--model", str(tiny_model_folder), "--data-dir", str(tiny_data_dir), "--epochs", "1",
+              "--teacher-epochs", "1", "--batch-size", "8", "--max-length", "32", "--sparsity", "0.5", "--distill",
+              "--precision", "fp32"]
+    script = [sys.executable, str(root / "experiments" / "run.py")]
+    one = subprocess.run([*script, *common, "--output-dir", str(tmp_path / "one"), "--teacher-cache",
+                          str(tmp_path / "teachers-one")], capture_output=True, text=True, cwd=root, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    _launch_two([*script, *common, "--shard-params", "--output-dir", str(tmp_path / "two"), "--teacher-cache",
+                 str(tmp_path / "teachers-two")], root)
+    single = json.loads((tmp_path / "one" / "results.json").read_text())
+    pair = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert pair["teacher_accuracy"] == single["teacher_accuracy"] and pair["accuracy"] == single["accuracy"]
+    assert pair["final_loss"] == pytest.approx(single["final_loss"], rel=2e-6)
+    assert pair["params_after_compaction"] == single["params_after_compaction"]
+    assert sorted(p.name for p in (tmp_path / "teachers-two").iterdir()) == sorted(
+        p.name for p in (tmp_path / "teachers-one").iterdir())  # one teacher, written once, same cache key

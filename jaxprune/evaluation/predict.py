@@ -29,18 +29,29 @@ def predict_logits(
     batch_size: int,
     compute_dtype: str = "float32",
     progress: Callable[[Any], Any] | None = None,
+    parallel: Any = None,
 ) -> np.ndarray:
     """Logits (N, C) float32 for every row of ``encoded``, in row order.
 
     Batches of ``batch_size`` rows of one length bucket go through the jitted inference
     path (:func:`jaxprune.models.bert.inference_logits`) in ``compute_dtype``; ``progress``
-    wraps the batch plan (e.g. a tqdm factory).
+    wraps the batch plan (e.g. a tqdm factory). With ``parallel`` (a
+    :class:`jaxprune.training.parallel.Parallel`) the batches are split over its mesh and the
+    params placed as it says (replicated, or sharded with ``shard_params``).
     """
     model = BertForSequenceClassification(model_config, dtype=jnp.dtype(compute_dtype))
     out = np.zeros((len(encoded), model_config.num_labels), np.float32)
     plan = epoch_plan(encoded, batch_size, shuffle=False)
+    rows_per_batch = batch_size
+    if parallel is not None:
+        from jaxprune.training.parallel import to_host
+
+        params, rows_per_batch = parallel.put(params), parallel.padded_batch_size(batch_size)
     for rows in progress(plan) if progress else plan:
-        batch = make_batch(encoded, rows, batch_size)
+        batch = make_batch(encoded, rows, rows_per_batch)
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        out[rows] = np.asarray(_logits(model, params, inputs))[: len(rows)]
+        if parallel is None:
+            out[rows] = np.asarray(_logits(model, params, inputs))[: len(rows)]
+        else:
+            out[rows] = to_host(_logits(model, params, parallel.put_batch(inputs)))[: len(rows)]
     return out

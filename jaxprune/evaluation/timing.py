@@ -160,8 +160,10 @@ def compare_inference(
     dtype: Any = jnp.float32,
     repeats: int = 10,
     warmup: int = 2,
+    parallel: Any = None,
 ) -> dict[str, Any]:
-    """Time two models side by side on the same random batch shape.
+    """Time two models side by side on the same random batch shape (split over ``parallel``'s
+    mesh when it has several devices).
 
     Both are compiled and warmed up first; then the timed runs alternate
     (dense, compacted, dense, compacted, ...) so drift of the machine affects
@@ -181,7 +183,8 @@ def compare_inference(
     runs = {}
     compile_s = {}
     for name, (params, config) in (("dense", dense), ("compacted", compacted)):
-        runs[name], compile_s[name] = compiled_forward(params, config, batch_size, seq_length, dtype)
+        runs[name], compile_s[name] = compiled_forward(params, config, batch_size, seq_length, dtype,
+                                                       parallel=parallel)
     times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
     results = {
         name: _result(times[name], batch_size, seq_length, dtype, warmup, compile_s[name]) for name in runs
@@ -201,7 +204,8 @@ def compare_inference(
 
 
 def compiled_forward(
-    params: Params, config: BertConfig, batch_size: int, seq_length: int, dtype: Any = jnp.float32, seed: int = 0
+    params: Params, config: BertConfig, batch_size: int, seq_length: int, dtype: Any = jnp.float32, seed: int = 0,
+    parallel: Any = None,
 ) -> tuple[Callable[[], jax.Array], float]:
     """A no-argument call of the compiled forward on random ids that blocks on the
     (B, num_labels) float32 logits it returns, and the seconds spent compiling it.
@@ -215,12 +219,18 @@ def compiled_forward(
             f"seq_length {seq_length} exceeds max_position_embeddings "
             f"{config.max_position_embeddings}; time a shorter length"
         )
+    if parallel is not None and parallel.size > 1:
+        batch_size = parallel.padded_batch_size(batch_size)
     model = BertForSequenceClassification(config, dtype=dtype)
     input_ids = jax.random.randint(
         jax.random.key(seed), (batch_size, seq_length), 0, config.vocab_size, dtype=jnp.int32
     )
     attention_mask = jnp.ones_like(input_ids)
-    params = jax.device_put(params)
+    if parallel is not None and parallel.size > 1:  # the batch split over the mesh, as in training
+        params = parallel.put(params)
+        input_ids, attention_mask = (jax.device_put(x, parallel.batch_sharding) for x in (input_ids, attention_mask))
+    else:
+        params = jax.device_put(params)
 
     def forward(params: Params, input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
         return inference_logits(model, params, input_ids, attention_mask)

@@ -59,10 +59,12 @@ def progress_bar(description: str):
     return lambda items: tqdm(items, desc=description, unit="batch", dynamic_ncols=True, leave=False)
 
 
-def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: str, description: str) -> dict:
+def evaluate(params, model_config: BertConfig, encoded, batch_size: int, dtype: str, description: str,
+             parallel=None) -> dict:
     """Accuracy, macro-F1 and per-class F1 of ``params`` on ``encoded``
-    (:func:`jaxprune.evaluation.metrics.classification_report`)."""
-    logits = predict_logits(params, model_config, encoded, batch_size, dtype, progress=progress_bar(description))
+    (:func:`jaxprune.evaluation.metrics.classification_report`), over ``parallel``'s mesh if given."""
+    logits = predict_logits(params, model_config, encoded, batch_size, dtype, progress=progress_bar(description),
+                            parallel=parallel)
     return classification_report(logits.argmax(-1), encoded.labels, model_config.label_names)
 
 
@@ -127,13 +129,13 @@ def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
             f"use data with the model's labels"
         )
     metrics = evaluate(teacher_params, teacher_config, encoded_eval, config.student.batch_size,
-                       config.student.compute_dtype, "evaluate teacher")
+                       config.student.compute_dtype, "evaluate teacher", config.parallel())
     log(f"teacher accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} "
         f"({len(encoded_eval)} eval examples; majority class {majority_accuracy(encoded_eval):.4f})")
     test_metrics = None
     if encoded_test is not None:
         test_metrics = evaluate(teacher_params, teacher_config, encoded_test, config.student.batch_size,
-                                config.student.compute_dtype, "evaluate teacher on test")
+                                config.student.compute_dtype, "evaluate teacher on test", config.parallel())
         log(f"teacher test accuracy {test_metrics['accuracy']:.4f}, macro-F1 {test_metrics['macro_f1']:.4f} "
             f"({len(encoded_test)} test examples; majority class {majority_accuracy(encoded_test):.4f})")
     return Baseline(folder, tokenizer, data_info, encoded_train, encoded_eval, teacher_params, teacher_config,

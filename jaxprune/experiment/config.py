@@ -70,6 +70,14 @@ class ExperimentConfig:
     checkpoint_every: int = 100
     resume: bool = False
     keep_checkpoints: bool = False
+    shard_params: bool = False
+
+    def parallel(self):
+        """The mesh of the run: data parallel over every device (of every process), params
+        sharded too with ``shard_params`` (:class:`jaxprune.training.parallel.Parallel`)."""
+        from jaxprune.training.parallel import Parallel
+
+        return Parallel.create(shard_params=self.shard_params)
 
     def fingerprint(self) -> str:
         """Identifies the run's settings (not where it writes, nor whether it resumes)."""
@@ -94,7 +102,8 @@ class ExperimentConfig:
 
 # Where a run writes, whether it resumes and how it is timed or checkpointed do not
 # change what it computes, so they are left out of its fingerprint.
-_NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints")
+_NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints",
+                 "shard_params")  # sharding changes float32 reduction order only
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,8 @@ teacher), :mod:`.teachers` (the teacher cache).
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import shutil
 import time
@@ -32,6 +34,7 @@ from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig, differenc
 from jaxprune.experiment.emissions import check_country, track_emissions
 from jaxprune.experiment.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
 from jaxprune.experiment.runlock import hold_folder_lock
+from jaxprune.training.parallel import is_primary
 from jaxprune.experiment.teachers import Log
 from jaxprune.models.bert import count_params
 from jaxprune.models.bert_rules import bert_sparsity_report
@@ -50,7 +53,7 @@ def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
 
     return compare_inference(
         dense, compacted, batch_size=config.student.batch_size, seq_length=config.max_length,
-        dtype=jnp.dtype(config.student.compute_dtype), repeats=config.speed_repeats,
+        dtype=jnp.dtype(config.student.compute_dtype), repeats=config.speed_repeats, parallel=config.parallel(),
     )
 
 
@@ -65,11 +68,12 @@ def train_and_evaluate(config: ExperimentConfig, log: Log = print) -> dict[str, 
     created = {Path(folder): missing_folders(Path(folder)) for folder in (config.output_dir, config.teacher_cache)}
     out = prepare_output_dir(config.output_dir)
     try:
-        with hold_folder_lock(out):
+        # In a multi-process run process 0 holds the lock and writes the files; all of them compute.
+        with hold_folder_lock(out) if is_primary() else contextlib.nullcontext():
             return _train_and_evaluate(config, out, log)
     except BaseException:
         for folder, missing in created.items():
-            if missing:
+            if missing and is_primary():
                 remove_unless_useful(folder, missing)
         raise
 
@@ -105,11 +109,13 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
     teacher_metrics, label_names = base.metrics, teacher_config.label_names
     vocabulary = base.vocabulary or {}
     batch_size = config.student.batch_size
+    parallel = config.parallel()
 
     teacher_logits = None
     if config.student.distills and not config.teacher_in_step:
         teacher_logits = predict_logits(teacher_params, teacher_config, encoded_train, batch_size,
-                                        config.student.compute_dtype, progress=progress_bar("teacher logits"))
+                                        config.student.compute_dtype, progress=progress_bar("teacher logits"),
+                                        parallel=parallel)
 
     started = time.perf_counter()
     with track_emissions(config.country_iso_code) as emissions:
@@ -119,16 +125,17 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
             teacher=(teacher_params, teacher_config) if config.student.distills else None,
             checkpoint_dir=str(out / "checkpoints"), fingerprint=config.fingerprint(),
             resume=config.resume, checkpoint_every=config.checkpoint_every, description="student",
+            parallel=parallel,
         )
     train_seconds = time.perf_counter() - started
 
     final = result.params
     student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
-                               config.student.compute_dtype, "evaluate student")
+                               config.student.compute_dtype, "evaluate student", parallel)
     test_results: dict[str, Any] = {"test_accuracy": None}
     if base.encoded_test is not None:
         test_metrics = evaluate(final, teacher_config, base.encoded_test, batch_size,
-                                config.student.compute_dtype, "evaluate student on test")
+                                config.student.compute_dtype, "evaluate student on test", parallel)
         test_results = {
             "test_accuracy": test_metrics["accuracy"],
             "test_macro_f1": test_metrics["macro_f1"],
@@ -140,9 +147,11 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
     layout = result.pruner.layout if result.pruner.prunes else None
     sparsity = bert_sparsity_report(teacher_config, final, layout)
 
-    save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
+    if is_primary():
+        save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
     compact_params, compact_config, compact_report = compact(final, teacher_config)
-    save_pretrained(compact_params, compact_config, out / "compacted", tokenizer=tokenizer)
+    if is_primary():
+        save_pretrained(compact_params, compact_config, out / "compacted", tokenizer=tokenizer)
     speed = measure_speedup((final, teacher_config), (compact_params, compact_config), config)
 
     results = {
@@ -194,6 +203,8 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
         "final_loss": result.history[-1]["loss"] if result.history else None,
         "config": config.to_dict(),
     }
+    if not is_primary():
+        return results
     write_json(results_path, results)
     if not config.keep_checkpoints:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is finished: results and models are kept

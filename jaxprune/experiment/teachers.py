@@ -7,6 +7,7 @@ everything that made it, and appear there atomically (only complete ones are eve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +19,7 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.experiment.config import ExperimentConfig
 from jaxprune.experiment.folders import prepare_output_dir
 from jaxprune.experiment.runlock import hold_folder_lock
+from jaxprune.training.parallel import is_primary
 from jaxprune.models.config import BertConfig
 from jaxprune.models.loading import from_pretrained, load_tokenizer, save_pretrained
 from jaxprune.training.loop import fit
@@ -70,7 +72,7 @@ def prune_vocabulary_folder(
     cache = prepare_output_dir(str(teacher_cache_root(config)), what="teacher cache", argument="teacher_cache")
     destination = cache / f"vocab-{key}"
     reused = (destination / vocab.VOCABULARY_NAME).is_file()
-    vocabulary = vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=config.vocab_script_pieces)
+    vocabulary = _pruned_vocabulary(folder, destination, texts, config.vocab_script_pieces)
     fallback = vocab.fallback_report(load_tokenizer(folder), vocabulary, eval_texts)
     hidden = BertConfig.load(destination).hidden_size
     rows_before, rows_after = vocab.original_vocab_size(destination), vocabulary.size
@@ -85,6 +87,23 @@ def prune_vocabulary_folder(
         f"{fallback['texts_changed']} of {fallback['texts']} eval texts use a dropped piece "
         f"({fallback['dropped_pieces_fraction']:.2%} of their pieces), tokenized with smaller pieces instead")
     return str(destination), info
+
+
+def _pruned_vocabulary(folder: str, destination: Path, texts: list[str], script_pieces: bool):
+    """``vocab.prune_model_folder`` by process 0; in a multi-process run the others wait for it
+    and then read the same folder (pruning is deterministic: they get the same vocabulary)."""
+    import jax
+
+    from jaxprune import vocab
+
+    if jax.process_count() == 1:
+        return vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=script_pieces)
+    from jax.experimental import multihost_utils
+
+    if is_primary():
+        vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=script_pieces)
+    multihost_utils.sync_global_devices(f"vocabulary {destination}")
+    return vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=script_pieces)
 
 
 def prepare_teacher(
@@ -123,13 +142,18 @@ def prepare_teacher(
     partial = cache_root / f"{key}.partial"
     prepare_output_dir(str(partial), what="teacher cache", argument="teacher_cache")
     # One process fine-tunes a given teacher at a time: two would interleave its checkpoints.
-    with hold_folder_lock(partial, what="teacher cache folder", argument="teacher_cache"):
+    # (In a multi-process run all processes fine-tune it together; process 0 locks and writes.)
+    primary = is_primary()
+    with hold_folder_lock(partial, what="teacher cache folder", argument="teacher_cache") if primary \
+            else contextlib.nullcontext():
         result = fit(params, model_config, config.teacher, encoded_train,
                      checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
-                     checkpoint_every=config.checkpoint_every, description="teacher")
-        save_pretrained(result.state.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
-        (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
-        os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
-    shutil.rmtree(partial, ignore_errors=True)
+                     checkpoint_every=config.checkpoint_every, description="teacher", parallel=config.parallel())
+        if primary:
+            save_pretrained(result.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
+            (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
+            os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
+    if primary:
+        shutil.rmtree(partial, ignore_errors=True)
     log(f"teacher: saved to {final}")
-    return result.state.params, model_config, {"source": str(final), "fine_tuned": True, "reused": False}
+    return result.params, model_config, {"source": str(final), "fine_tuned": True, "reused": False}
