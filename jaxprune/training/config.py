@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+import jax
 import optax
 
 from jaxprune import mask
@@ -204,8 +205,6 @@ class TrainConfig:
 
 def _decay_mask(params: Any) -> Any:
     # Biases and LayerNorm parameters are not decayed (1-D leaves).
-    import jax
-
     return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
 
 
