@@ -173,6 +173,12 @@ def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_di
     input_ids = tokenizer(texts, padding="max_length", truncation=True, max_length=16, return_tensors="np")["input_ids"]
     np.testing.assert_allclose(_logits(compacted, input_ids), _logits(pruned, input_ids), atol=1e-5)
 
+    # Both export to ONNX, and ONNX Runtime computes their logits (the script checks, within 1e-4).
+    export = repo_script("experiments/export_onnx.py")
+    for folder in (pruned, compacted):
+        assert export.main(["--model", str(folder), "--output", str(tmp_path / "onnx" / folder.name / "model.onnx"),
+                            "--check-file", str(tiny_data_dir / "SHC_Valid.csv"), "--max-length", "32"]) == 0
+
     # benchmarks/saved_models.py re-times the finished run: compacted vs its pruned model.
     saved_models = repo_script("benchmarks/saved_models.py")
     timed = saved_models.main([str(tmp_path / "run"), str(tmp_path / "not-a-run"), "--batch-size", "2",

@@ -60,7 +60,7 @@ class BertEmbeddings(nn.Module):
             return nn.Embed(num, cfg.hidden_size, embedding_init=init, dtype=self.dtype,
                             param_dtype=jnp.float32, name=name)
 
-        positions = jnp.arange(input_ids.shape[-1])[None, :]
+        positions = jax.lax.broadcasted_iota(jnp.int32, input_ids.shape, 1)
         x = (
             embed(cfg.vocab_size, "word_embeddings")(input_ids)
             + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
@@ -86,7 +86,7 @@ CPU_HEAD_SCORE_BYTES = 256 * 1024
 
 def default_query_block(key_length: int) -> int | None:
     """The query block ``attend`` uses by default: None (all queries) off CPU."""
-    if jax.default_backend() != "cpu":
+    if jax.default_backend() != "cpu" or not isinstance(key_length, int):
         return None
     return max(8, CPU_HEAD_SCORE_BYTES // (4 * key_length))
 

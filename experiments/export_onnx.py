@@ -1,0 +1,81 @@
+"""Export a saved classifier (dense, pruned or compacted) to ONNX, for ONNX Runtime.
+
+    python experiments/export_onnx.py --model runs/s0.25-kd-topk-fp32/compacted \\
+        --output onnx/s25/model.onnx
+
+Writes the .onnx file (dynamic batch and length; inputs input_ids and attention_mask,
+int64; output logits, float32) and copies the model's config.json (its labels) and
+tokenizer files beside it. Then ONNX Runtime and jaxprune classify the same headlines
+(the first --check-count texts of --check-file, by default the embedded Marathi corpus)
+and the largest logit difference is printed; over --tolerance it is an error (exit 1).
+README.md shows how to serve the file. Bad input ends with one line on stderr and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from experiments.cli_args import Parser, add_column_arguments, positive_number, quiet_libraries, run_script, whole_number
+
+
+def make_parser() -> Parser:
+    p = Parser(description=__doc__)
+    p.add_argument("--model", required=True, help="classifier folder (config.json, model.safetensors, tokenizer)")
+    p.add_argument("--output", required=True, type=Path, help="the .onnx file to write")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="weights and matmuls (float16 halves the file; the check runs for float32 only)")
+    p.add_argument("--check-file", type=Path, default=None,
+                   help="CSV of texts for the logit check (default: the embedded Marathi headline corpus)")
+    add_column_arguments(p)
+    p.add_argument("--check-count", type=whole_number(0), default=64, help="texts to check (0: no check)")
+    p.add_argument("--max-length", type=whole_number(1), default=128, help="tokens per text in the check")
+    p.add_argument("--tolerance", type=positive_number, default=1e-4,
+                   help="largest |ONNX Runtime - jaxprune| logit difference accepted")
+    return p
+
+
+def main(argv=None) -> int:
+    quiet_libraries()
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    status = {"code": 0}
+
+    def export() -> None:
+        status["code"] = _export(args)
+
+    code = run_script(export, interrupted="interrupted; nothing was written (the file is renamed into place "
+                                          "only when complete)", parser=parser)
+    return code or status["code"]
+
+
+def _export(args) -> int:
+    from jaxprune.data import OFFLINE_CORPUS, read_table
+    from jaxprune.export import export_onnx
+
+    texts: list[str] = []
+    if args.check_count and args.dtype == "float32":
+        table = read_table(args.check_file or OFFLINE_CORPUS, args.text_column, args.label_column)
+        texts = list(table.texts[: args.check_count])
+    start = time.perf_counter()
+    result = export_onnx(args.model, args.output, dtype=args.dtype, check_texts=texts, max_length=args.max_length)
+    size_mb = sum(p.stat().st_size for p in result.path.parent.glob(result.path.name + "*")) / 1e6
+    print(f"wrote {result.path} ({result.num_params:,} parameters, {result.dtype}, {size_mb:.0f} MB) in "
+          f"{time.perf_counter() - start:.0f} s; beside it: {', '.join(result.copied) or 'no tokenizer files'}")
+    if result.max_abs_diff is None:
+        print("no logit check (float16 export, or --check-count 0)")
+        return 0
+    verdict = "ok" if result.max_abs_diff <= args.tolerance else "TOO LARGE"
+    print(f"ONNX Runtime vs jaxprune on {len(texts)} texts: max |logit difference| "
+          f"{result.max_abs_diff:.2e} (tolerance {args.tolerance:g}): {verdict}")
+    if result.max_abs_diff > args.tolerance:
+        print(f"error: the exported model's logits differ from jaxprune's by {result.max_abs_diff:.2e}; "
+              f"please report it with the model's config.json", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
