@@ -37,7 +37,7 @@ MAX_LENGTH = 512  # max_position_embeddings of both model shapes
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = Parser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("minilm", "mahabert"),
+    parser.add_argument("--model", choices=("minilm", "mahabert", "e5-small"),
                         help="default: mahabert on GPU, minilm on CPU")
     parser.add_argument("--batch-size", type=whole_number(1), help="default: 32 on GPU, 8 on CPU")
     parser.add_argument("--length", type=whole_number(1), default=128, help=f"at most {MAX_LENGTH}")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from jaxprune import mask
     from jaxprune.evaluation.timing import device_description, summarize, time_side_by_side
     from jaxprune.models.bert import count_params, init_params
-    from jaxprune.models.config import mahabert_config, minilm_config
+    from jaxprune.models.config import e5_small_config, mahabert_config, minilm_config
     from jaxprune.training.config import OptimizerConfig, TrainConfig
 
     on_gpu = jax.devices()[0].platform != "cpu"
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     length = 32 if args.quick else args.length
     repeats = args.repeats or (2 if args.quick else 20 if on_gpu else 5)
     warmup = 1 if args.quick else args.warmup
-    config = {"mahabert": mahabert_config, "minilm": minilm_config}[model_name]()
+    config = {"mahabert": mahabert_config, "minilm": minilm_config, "e5-small": e5_small_config}[model_name]()
     if args.quick:
         config = config.replace(num_hidden_layers=2)
 
