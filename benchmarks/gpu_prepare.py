@@ -37,6 +37,7 @@ def make_parser() -> Parser:
     p.add_argument("--out", type=Path, default=REPO / ".gpu", help="folder to write (replaced)")
     p.add_argument("--layers", type=whole_number(1), default=None, help="keep the first N encoder layers (default: all)")
     p.add_argument("--no-wheels", action="store_true", help="skip downloading the wheels (they need PyPI)")
+    p.add_argument("--python-version", default="3.12", help="the GPU machine's Python, for the wheels' tags")
     return p
 
 
@@ -71,8 +72,8 @@ def prepare(args) -> None:
         _set_layers(out / "model" / "config.json", args.layers)
     save_file({k: v.astype("float16") for k, v in state.items()}, weights, metadata={"format": "pt"})
     if not args.no_wheels:
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(out / "wheels"),
-                        *WHEELS], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", args.python_version, "-d", str(out / "wheels"), *WHEELS], check=True)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"wrote {out}: e5-small with {vocabulary.size:,} of {vocabulary.original_size:,} pieces in float16"
           f"{f', {args.layers} layers' if args.layers else ''}, {args.data_file.name}"
