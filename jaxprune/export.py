@@ -176,7 +176,7 @@ def export_onnx(
     The folder's ``config.json`` and tokenizer files are copied beside ``output``. The file is
     written aside and renamed when complete, so an interrupted export leaves nothing half
     written. With ``check_texts``, ONNX Runtime and jaxprune both classify them (tokenized
-    with the folder's tokenizer, at most ``max_length`` tokens) and the largest logit
+    with the folder's tokenizer, at most ``max_length`` tokens or the model's positions) and the largest logit
     difference is returned (float32 export only).
     """
     from jaxprune.models.bert import count_params
@@ -198,7 +198,8 @@ def export_onnx(
         raise JaxpruneError(f"cannot write {output} ({err.strerror}); choose a writable place") from None
     diff = None
     if check_texts and dtype == "float32":
-        diff = max_logit_difference(output, params, config, model, check_texts, max_length)
+        diff = max_logit_difference(output, params, config, model, check_texts,
+                                    min(max_length, config.max_position_embeddings))
     return OnnxExport(output, copied, count_params(params), dtype, diff)
 
 

@@ -407,7 +407,9 @@ def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_
     assert "accuracy" in capsys.readouterr().out
 
     assert repo_script("experiments/run.py").main([*flags, "--sparsity", "0.5", "--output-dir",
-                                                   str(tmp_path / "run")]) == 0
+                                                   str(tmp_path / "run"), "--export-onnx"]) == 0
+    assert "onnx: " + str(tmp_path / "run" / "onnx" / "model.onnx") in capsys.readouterr().out
+    assert (tmp_path / "run" / "onnx" / "tokenizer.json").is_file()
     results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
     assert results["teacher"]["reused"] is True and results["pooling"] == "mean"
     assert results["teacher_accuracy"] == baseline["accuracy"]
