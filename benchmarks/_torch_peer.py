@@ -5,7 +5,10 @@ and per-layer widths of jaxprune params (compacted layers get narrower ``nn.Line
 modules); the tensors come from :func:`jaxprune.models.loading.to_hf_state_dict`, the one
 Flax-to-Hugging-Face mapping that ``save_pretrained`` writes too. ``torch_runner`` is a
 blocking forward to time, and ``torch_parity`` checks that the peer computes the same
-logits as the JAX model before anything is timed.
+logits as the JAX model before anything is timed. transformers has no mean-pooling
+classifier: for a ``classifier_pooling="mean"`` config (e5-small) the peer is its
+``BertModel`` without pooler, the masked mean of the last hidden states and a linear head
+(``MeanPooledBertClassifier``), the way sentence encoders are fine-tuned in PyTorch.
 
 torch and transformers are imported only here, and only when the peer runs.
 """
@@ -34,7 +37,10 @@ def build_torch_model(torch: Any, params: dict, config: Any, dtype: str) -> Any:
     hf_dict = {k: v for k, v in config.to_dict().items() if k not in ("heads_per_layer", "intermediate_sizes")}
     hf_config = transformers.BertConfig(**hf_dict)
     with torch.device("meta"):
-        model = transformers.BertForSequenceClassification(hf_config)
+        if config.classifier_pooling == "mean":
+            model = _mean_pooled_classifier(torch, transformers, hf_config)
+        else:
+            model = transformers.BertForSequenceClassification(hf_config)
     hidden = config.hidden_size
     for i, layer in enumerate(model.bert.encoder.layer):
         # transformers reshapes with view(..., -1, head_dim), so narrower projections just work.
@@ -59,6 +65,26 @@ def build_torch_model(torch: Any, params: dict, config: Any, dtype: str) -> Any:
                                   persistent=False)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.eval().to(device=device, dtype=getattr(torch, dtype))
+
+
+def _mean_pooled_classifier(torch: Any, transformers: Any, hf_config: Any) -> Any:
+    """BertModel (no pooler) + masked mean of the last hidden states + linear classifier;
+    the state-dict names of BertForSequenceClassification less ``bert.pooler``."""
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    class MeanPooledBertClassifier(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bert = transformers.BertModel(hf_config, add_pooling_layer=False)
+            self.classifier = torch.nn.Linear(hf_config.hidden_size, hf_config.num_labels)
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            weights = attention_mask.unsqueeze(-1).float()
+            pooled = (hidden.float() * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+            return SequenceClassifierOutput(logits=self.classifier(pooled.to(hidden.dtype)))
+
+    return MeanPooledBertClassifier()
 
 
 def torch_runner(torch: Any, model: Any, ids: Any, on_gpu: bool) -> Any:

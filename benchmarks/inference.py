@@ -1,14 +1,17 @@
-"""Latency and throughput of jitted BERT inference: dense vs compacted, JAX vs PyTorch.
+"""Latency and throughput of jitted BERT inference: dense vs compacted, JAX vs PyTorch vs ONNX Runtime.
 
 For every cell (model, batch size, length) all variants in all dtypes are
 compiled first and then timed alternately, round after round (see
 ``jaxprune.evaluation.timing.time_side_by_side``), so the ratios in one cell, bf16
-compacted vs fp32 dense included, are measured side by side:
+compacted vs fp32 dense included, are measured side by side. On a CPU each timed call
+comes right after an untimed call of the same run (``--settle 1``): after another
+runtime's call, ORT's and OpenMP's still-spinning threads and a runtime's own sleeping
+pool made 20 ms calls take 40-120 ms on 2 cores. The runs:
 
 * ``jax/dense`` and ``jax/sNN``: the jaxprune Flax BERT, dense, and compacted
   to encoder sparsity NN% by keeping a uniform fraction ``1 - NN/100`` of the
   attention heads and of the FFN neurons in every layer (12 heads -> 9/6/3;
-  MahaBERT FFN 3072 -> 2304/1536/768; MiniLM 1536 -> 1152/768/384). Head and
+  MahaBERT FFN 3072 -> 2304/1536/768; MiniLM and e5-small 1536 -> 1152/768/384). Head and
   neuron parameters scale with the number kept, so the encoder's parameter
   count falls by NN% up to LayerNorm and output biases; the exact fraction is
   in the results. The compacted params are slices of the dense ones (what
@@ -18,9 +21,22 @@ compacted vs fp32 dense included, are measured side by side:
   the same weights and shapes (``benchmarks/_torch_peer.py``) (compacted layers get narrower ``nn.Linear``
   modules), ``eval()`` + ``torch.inference_mode()``, default (SDPA) attention.
 * ``torch_compile/...``: the same under ``torch.compile`` (failures recorded).
+* ``ort/float32/...`` (float32 cells, JAX on the CPU only: onnxruntime is the CPU package):
+  ONNX Runtime, CPU provider, all graph optimisations, default threads
+  (``benchmarks/_ort_peer.py``). ``ort/float32/dense-torch`` runs transformers' own
+  ``torch.onnx.export`` of the dense model, what serving without jaxprune gives;
+  ``ort/float32/dense`` and ``ort/float32/sNN`` run ``jaxprune.export.to_onnx`` of the dense
+  and compacted params. Rows get ``ort_speedup_vs_ort_dense`` (against that transformers
+  export) and ``jax_speedup_vs_ort``; every row names the ``fastest`` runtime.
+
+Models: ``minilm`` (all-MiniLM-L6-v2's shape), ``e5-small`` (multilingual-e5-small's: 12
+layers of MiniLM's width, 250k vocabulary, mean pooling) and ``mahabert`` (BERT-base).
+Before timing, the PyTorch and ORT peers' float32 logits are checked against JAX's
+(the ORT check raises above 1e-4).
 
 Random token ids, no padding. Results go to
-``benchmarks/results/inference_<device>_<date>.{json,md}``.
+``benchmarks/results/inference_<device>_<date>.{json,md}`` (written by
+``benchmarks/_inference_report.py``).
 
 Usage (see benchmarks/README.md): ``python benchmarks/inference.py`` runs the
 device default grid (the full grid on GPU, a ~5 minute grid on CPU).
@@ -31,11 +47,12 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks._inference_report import fastest, write_report
+from benchmarks._ort_peer import TORCH_EXPORT, import_ort, ort_parity, ort_runner, ort_sessions
 from benchmarks._torch_peer import build_torch_model, import_torch, torch_parity, torch_runner
 from experiments.cli_args import Parser, fraction_pruned, run_script, whole_number
 
@@ -54,7 +71,7 @@ QUICK_CELLS = (("minilm", 1, 128, ("float32",), False), ("minilm", 4, 128, ("flo
 # PyTorch's CPU bfloat16 kernels are far slower than float32 here (no AVX512-BF16):
 # on CPU the bf16 peer runs only up to this many tokens per batch.
 CPU_TORCH_BF16_MAX_TOKENS = 1024
-MAX_LENGTH = 512  # max_position_embeddings of both model shapes
+MAX_LENGTH = 512  # max_position_embeddings of every model shape
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,12 +79,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Without a grid flag (these four) CPU runs CPU_CELLS and --quick QUICK_CELLS; otherwise the
     # product of the four, each taking these values unless given.
     fixed = "; with no grid flag on CPU or with --quick: a fixed grid"
-    parser.add_argument("--models", nargs="+", choices=("minilm", "mahabert"),
+    parser.add_argument("--models", nargs="+", choices=("minilm", "e5-small", "mahabert"),
                         help=f"models to time (default: mahabert minilm{fixed})")
     parser.add_argument("--batch-sizes", nargs="+", type=whole_number(1),
                         help=f"(default: {' '.join(map(str, GPU_BATCH_SIZES))}{fixed})")
     parser.add_argument("--lengths", nargs="+", type=whole_number(1),
-                        help=f"at most {MAX_LENGTH} (both models) (default: {' '.join(map(str, GPU_LENGTHS))}{fixed})")
+                        help=f"at most {MAX_LENGTH} (all models) (default: {' '.join(map(str, GPU_LENGTHS))}{fixed})")
     parser.add_argument("--dtypes", nargs="+", choices=("float32", "bfloat16"),
                         help=f"(default: float32 bfloat16{fixed})")
     parser.add_argument("--sparsities", nargs="+", type=fraction_pruned,
@@ -76,7 +93,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="timed rounds (default: 20 on GPU, 3 on CPU, 2 with --quick)")
     parser.add_argument("--warmup", type=whole_number(0),
                         help="untimed rounds after compiling (default: 3 on GPU, 1 on CPU)")
+    parser.add_argument("--settle", type=whole_number(0),
+                        help="untimed calls right before each timed one, so it follows a call of its own runtime, "
+                             "not another's spinning threads (default: 1 on CPU, 0 on GPU)")
     parser.add_argument("--torch", choices=("on", "off"), default="on", help="run the PyTorch peer")
+    parser.add_argument("--ort", choices=("on", "off"), default="on",
+                        help="run the ONNX Runtime peer (float32, JAX on the CPU only)")
     parser.add_argument("--torch-compile", choices=("auto", "dense", "all", "off"), default="auto",
                         help="torch.compile variants; auto = the dense model at 32x128 on GPU, the marked CPU cell "
                              "on CPU")
@@ -104,12 +126,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sparsities = tuple(args.sparsities or ((0.5,) if args.quick else SPARSITIES))
     repeats = args.repeats or (2 if args.quick else 20 if on_gpu else 3)
     warmup = args.warmup if args.warmup is not None else (3 if on_gpu else 1)
+    args.settle = args.settle if args.settle is not None else (0 if on_gpu else 1)  # the report reads it
     torch = import_torch() if args.torch == "on" else None
     started = time.time()
     load_before = os.getloadavg()
     rows, notes = [], []
     if args.torch == "on" and torch is None:
         notes.append("torch is not installed: PyTorch peer skipped")
+    ort = import_ort() if args.ort == "on" and not on_gpu else None
+    if args.ort == "on" and on_gpu:
+        notes.append(f"ONNX Runtime peer skipped: JAX's backend is {jax.default_backend()} and onnxruntime "
+                     f"here is the CPU package")
+    elif args.ort == "on" and ort is None:
+        notes.append("onnxruntime, onnx or jax2onnx is not installed: ONNX Runtime peer skipped")
     models = {}
     # The files are written before the first cell (an unwritable --out fails at once) and
     # rewritten before every other, so a run cut short (Ctrl-C, a killed job) keeps the cells it timed.
@@ -119,11 +148,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         partial = [*notes, f"partial: {done} of {len(cells)} cells timed so far"]
         write_report(args, argv, rows, partial, repeats, warmup, started, load_before, stem, final=False)
         if model_name not in models:
-            models[model_name] = Model(model_name, sparsities, torch, notes)
+            models.clear()  # one model at a time: MahaBERT with its PyTorch and ORT twins holds ~8 GB
+            models[model_name] = Model(model_name, sparsities, torch, ort is not None, notes)
         compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
         print(f"[inference] cell {done + 1}/{len(cells)}: {model_name} {batch_size}x{length} "
               f"{', '.join(dtypes)}", flush=True)
-        rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu, notes)
+        rows += models[model_name].time_cell(batch_size, length, dtypes, repeats, warmup, args.settle, compile_mode,
+                                             on_gpu, notes)
     return write_report(args, argv, rows, notes, repeats, warmup, started, load_before, stem)
 
 
@@ -152,16 +183,17 @@ def resolve_compile(flag: str, on_gpu: bool, compile_cell: bool) -> str:
 
 
 class Model:
-    """Dense and compacted params of one model, and their PyTorch twins (built on demand)."""
+    """Dense and compacted params of one model, their PyTorch twins (built on demand) and,
+    with ``ort``, their ONNX Runtime sessions (float32)."""
 
-    def __init__(self, name: str, sparsities: tuple[float, ...], torch, notes: list[str]):
+    def __init__(self, name: str, sparsities: tuple[float, ...], torch, ort: bool, notes: list[str]):
         import jax
 
         from jaxprune.models.bert import count_params, init_params
-        from jaxprune.models.config import mahabert_config, minilm_config
+        from jaxprune.models.config import e5_small_config, mahabert_config, minilm_config
 
         self.name = name
-        self.config = {"mahabert": mahabert_config, "minilm": minilm_config}[name]()
+        self.config = {"mahabert": mahabert_config, "minilm": minilm_config, "e5-small": e5_small_config}[name]()
         dense = init_params(self.config, jax.random.key(0))
         self.variants = {"dense": (dense, self.config, 0.0)}
         for sparsity in sparsities:
@@ -172,6 +204,9 @@ class Model:
         self.torch_models: dict[tuple[str, str], Any] = {}
         if torch is not None:
             self.parity = torch_parity(self, notes)
+        self.ort_sessions, self.ort_export_s = ort_sessions(self, notes) if ort else ({}, {})
+        if ort:
+            self.ort_parity = ort_parity(self, self.ort_sessions, notes)
 
     def torch_model(self, variant: str, dtype: str):
         key = (variant, dtype)
@@ -180,7 +215,7 @@ class Model:
             self.torch_models[key] = build_torch_model(self.torch, params, config, dtype)
         return self.torch_models[key]
 
-    def time_cell(self, batch_size, length, dtypes, repeats, warmup, compile_mode, on_gpu, notes):
+    def time_cell(self, batch_size, length, dtypes, repeats, warmup, settle, compile_mode, on_gpu, notes):
         """Every variant in every dtype of one (batch, length), timed side by side: one row each."""
         import jax
         import jax.numpy as jnp
@@ -194,6 +229,9 @@ class Model:
                 runs[f"jax/{dtype}/{variant}"], compile_s[f"jax/{dtype}/{variant}"] = compiled_forward(
                     params, config, batch_size, length, jnp.dtype(dtype)
                 )
+            if dtype == "float32":
+                for name, session in self.ort_sessions.items():
+                    runs[f"ort/float32/{name}"] = ort_runner(session, ids)
             if self.torch is None:
                 continue
             if dtype == "bfloat16" and not on_gpu and batch_size * length > CPU_TORCH_BF16_MAX_TOKENS:
@@ -213,7 +251,7 @@ class Model:
                         compile_s[name] = time.perf_counter() - start
                     except Exception as err:  # noqa: BLE001 - any compile failure is a result
                         compile_errors[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
-        times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
+        times = time_side_by_side(runs, repeats=repeats, warmup=warmup, settle=settle)
         median = {name: summarize(seconds, batch_size)["median_s"] for name, seconds in times.items()}
         rows = []
         for dtype in dtypes:
@@ -241,8 +279,27 @@ class Model:
                         row[f"{kind}_compile_s"] = compile_s[name]
                     if name in median:
                         row[f"jax_speedup_vs_{kind}"] = median[name] / median[jax_name]
+                row.update(self.ort_fields(dtype, variant, jax_name, times, median, batch_size))
+                row["fastest"] = fastest(row)
                 rows.append(row)
         return rows
+
+    def ort_fields(self, dtype, variant, jax_name, times, median, batch_size) -> dict[str, Any]:
+        """A row's ONNX Runtime stats and ratios; ``ort`` is None where ORT did not run."""
+        from jaxprune.evaluation.timing import summarize
+
+        ort_name, torch_export = f"ort/{dtype}/{variant}", f"ort/{dtype}/{TORCH_EXPORT}"
+        if ort_name not in times:
+            return {"ort": None}
+        fields = {"ort": summarize(times[ort_name], batch_size), "ort_export_s": self.ort_export_s[variant],
+                  "jax_speedup_vs_ort": median[ort_name] / median[jax_name],
+                  # What compaction gives an ORT user: against ORT on transformers' export of the dense model.
+                  "ort_speedup_vs_ort_dense": (median[torch_export] / median[ort_name]
+                                               if torch_export in times else None)}
+        if variant == "dense" and torch_export in times:
+            fields["ort_dense_torch"] = summarize(times[torch_export], batch_size)
+            fields["ort_dense_torch_export_s"] = self.ort_export_s[TORCH_EXPORT]
+        return fields
 
 
 def keep_uniform(params: dict, config, keep: float):
@@ -275,105 +332,6 @@ def keep_uniform(params: dict, config, keep: float):
         intermediate_sizes=(neurons,) * config.num_hidden_layers,
     )
     return {**params, "encoder": encoder}, new_config
-
-
-def write_report(args, argv, rows, notes, repeats, warmup, started, load_before, stem, final=True) -> dict[str, Any]:
-    """Write (or rewrite) ``<out>/<stem>.{json,md}`` with the rows so far; the table is printed when ``final``."""
-    import jax
-
-    from benchmarks._common import versions, write_results
-    from jaxprune.evaluation.timing import device_description
-
-    date = datetime.date.today().isoformat()
-    torch = import_torch()
-    payload = {
-        "benchmark": "inference",
-        "date": date,
-        "command": ("python benchmarks/inference.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip(),
-        "device": device_description(),
-        "jax_backend": jax.default_backend(),
-        "versions": versions(),
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "torch_threads": torch.get_num_threads() if torch else None,
-        "repeats": repeats,
-        "warmup": warmup,
-        "wall_s": time.time() - started,
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg(),
-        "notes": notes,
-        "rows": rows,
-    }
-    write_results(args.out, stem, payload, markdown(payload), unique=False, echo=final)
-    return payload
-
-
-def _ms(stats: dict | None) -> str:
-    return "-" if not stats else f"{1000 * stats['median_s']:.1f}"
-
-
-def _x(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def goals(rows: list[dict[str, Any]]) -> list[str]:
-    """The issue's speed goals, read off the rows of each (model, batch x len): markdown lines."""
-    if not rows:
-        return []
-    by_key = {(r["model"], r["batch_size"], r["seq_length"], r["dtype"], r["variant"]): r for r in rows}
-    cells = list(dict.fromkeys((r["model"], r["batch_size"], r["seq_length"]) for r in rows))
-    most = max(rows, key=lambda r: r["sparsity"])["variant"]
-    lines = ["", f"Goals ({most}: the highest sparsity timed; the GPU goals are for batch 32 x 128):", "",
-             f"| model | batch x len | {most} vs dense, bf16 (goal >= 2.5x on GPU) | {most} vs dense, fp32 | "
-             f"bf16 {most} vs fp32 dense (goal >= 5x on GPU) | jax dense vs torch eager, fp32 (goal >= 1x) |",
-             "|---|---|---|---|---|---|"]
-    for model, batch, length in cells:
-        def get(dtype, variant, field):
-            row = by_key.get((model, batch, length, dtype, variant))
-            return None if row is None else row.get(field)
-
-        lines.append(f"| {model} | {batch}x{length} | {_x(get('bfloat16', most, 'jax_speedup_vs_dense'))} | "
-                     f"{_x(get('float32', most, 'jax_speedup_vs_dense'))} | "
-                     f"{_x(get('bfloat16', most, 'jax_speedup_vs_fp32_dense'))} | "
-                     f"{_x(get('float32', 'dense', 'jax_speedup_vs_torch_eager'))} |")
-    return lines
-
-
-def markdown(payload: dict[str, Any]) -> str:
-    lines = [
-        f"# Inference benchmark, {payload['date']}",
-        "",
-        f"- device: {payload['device']}",
-        f"- command: `{payload['command']}`",
-        f"- versions: {payload['versions']}",
-        f"- repeats {payload['repeats']} (median shown), warmup {payload['warmup']}, "
-        f"XLA_FLAGS `{payload['xla_flags']}`, torch threads {payload['torch_threads']}",
-        f"- load average before/after: {payload['load_average_before'][0]:.1f} / "
-        f"{payload['load_average_after'][0]:.1f}; wall {payload['wall_s']:.0f} s",
-        "",
-        "Variant sNN: NN% encoder sparsity as a uniform per-layer keep of heads and FFN neurons. "
-        "Times are median ms per batch; speedups are ratios of medians measured side by side "
-        "(all dtypes and variants of one model and batch x len in the same rounds).",
-        "",
-        "| model | batch x len | dtype | variant | heads/FFN | enc. kept | jax ms | jax seq/s | "
-        "vs jax dense | vs jax fp32 dense | torch eager ms | torch compile ms | jax vs torch eager |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in payload["rows"]:
-        compiled = _ms(row["torch_compile"]) if row["torch_compile"] else (
-            "failed" if "torch_compile_error" in row else "-")
-        lines.append(
-            f"| {row['model']} | {row['batch_size']}x{row['seq_length']} | {row['dtype']} | {row['variant']} | "
-            f"{row['heads_per_layer']}/{row['intermediate_size']} | {100 * row['encoder_fraction_kept']:.1f}% | "
-            f"{_ms(row['jax'])} | {row['jax']['sequences_per_s']:.1f} | {_x(row['jax_speedup_vs_dense'])} | "
-            f"{_x(row['jax_speedup_vs_fp32_dense'])} | "
-            f"{_ms(row['torch_eager'])} | {compiled} | {_x(row.get('jax_speedup_vs_torch_eager'))} |"
-        )
-    lines += goals(payload["rows"])
-    if payload["notes"]:
-        lines += ["", "Notes:", ""] + [f"- {note}" for note in payload["notes"]]
-    errors = {r["torch_compile_error"] for r in payload["rows"] if "torch_compile_error" in r}
-    lines += [f"- torch.compile failed: {e}" for e in sorted(errors)]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,15 +1,18 @@
 """benchmarks/inference.py and benchmarks/train_step.py on tiny grids: the tables they write
-hold what was timed (no speed is asserted), and the GPU-only parts (the full grid, the
-peak-FLOP/s lookup and MFU) work on any machine."""
+hold what was timed (no speed is asserted), the PyTorch and ONNX Runtime peers compute the
+JAX model's logits, and the GPU-only parts (the full grid, the peak-FLOP/s lookup and MFU)
+work on any machine."""
 
 from __future__ import annotations
 
 import json
 import types
 
+import jax
+import numpy as np
 import pytest
 
-from benchmarks import _common
+from benchmarks import _common, _inference_report, _ort_peer, _torch_peer
 from jaxprune.evaluation import timing
 
 
@@ -35,14 +38,80 @@ def test_inference_benchmark_tiny_grid(tmp_path, repo_script):
         assert row["jax_speedup_vs_torch_eager"] == pytest.approx(
             row["torch_eager"]["median_s"] / row["jax"]["median_s"])
         assert row["torch_compile"] is None
-    # The PyTorch peer computes the same function with the same weights.
+        timed = {name: row[key]["median_s"] for key, name in _inference_report.RUNTIMES.items() if row.get(key)}
+        assert row["fastest"] == min(timed, key=timed.get)
+        if dtype == "bfloat16":  # ONNX Runtime runs the float32 exports only
+            assert row["ort"] is None and "jax_speedup_vs_ort" not in row
+            continue
+        assert row["ort"]["median_s"] > 0 and row["ort_export_s"] > 0
+        assert row["jax_speedup_vs_ort"] == pytest.approx(row["ort"]["median_s"] / row["jax"]["median_s"])
+        # Against ORT on transformers' own export of the dense model, timed in the same rounds.
+        assert row["ort_speedup_vs_ort_dense"] == pytest.approx(
+            dense["ort_dense_torch"]["median_s"] / row["ort"]["median_s"])
+    assert dense["ort_dense_torch"]["median_s"] > 0 and "ort_dense_torch" not in pruned
+    # The PyTorch and ORT peers compute the same function with the same weights.
     assert len([note for note in payload["notes"] if "max |JAX - PyTorch|" in note]) == 1
+    (ort_parity,) = [note for note in payload["notes"] if "max |ORT - JAX|" in note]
+    assert all(name in ort_parity for name in ("'dense-torch'", "'dense'", "'s50'"))
     (json_file,) = tmp_path.glob("inference_cpu_*.json")
     assert json.loads(json_file.read_text())["rows"][1]["variant"] == "s50"
     table = json_file.with_suffix(".md").read_text()
     assert "| minilm | 2x16 | float32 | s50 | 6/768 |" in table and payload["device"] in table
+    assert "| ort ms | jax vs torch eager | jax vs ort | fastest |" in table
+    assert f"| {1000 * pruned['ort']['median_s']:.1f} | {pruned['jax_speedup_vs_torch_eager']:.2f}x | " \
+           f"{pruned['jax_speedup_vs_ort']:.2f}x | {pruned['fastest']} |" in table
+    assert f"| minilm | 2x16 | dense | {1000 * dense['ort']['median_s']:.1f} | " \
+           f"{1000 * dense['ort_dense_torch']['median_s']:.1f} | " in table
     goal = f"| minilm | 2x16 | {rows['bfloat16', 's50']['jax_speedup_vs_dense']:.2f}x | "
     assert goal + f"{pruned['jax_speedup_vs_dense']:.2f}x | " in table
+    assert f"| {pruned['ort_speedup_vs_ort_dense']:.2f}x |\n" in table  # the ORT goal, last column
+
+
+def _tiny_model(pooling: str):
+    from jaxprune.models.bert import init_params
+    from jaxprune.models.config import BertConfig
+
+    config = BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=32, classifier_pooling=pooling)
+    params = init_params(config, jax.random.key(0))
+    return types.SimpleNamespace(name="tiny", config=config, variants={"dense": (params, config, 0.0)})
+
+
+def test_the_torch_peer_of_a_mean_pooling_model_averages_over_the_mask():
+    from jaxprune.models.bert import BertForSequenceClassification
+
+    torch = _torch_peer.import_torch()
+    if torch is None:
+        pytest.skip("torch is not installed")
+    model = _tiny_model("mean")
+    params, config, _ = model.variants["dense"]
+    torch_model = _torch_peer.build_torch_model(torch, params, config, "float32")
+    ids = np.arange(2 * 8).reshape(2, 8) % config.vocab_size
+    mask = np.ones_like(ids)
+    mask[1, 5:] = 0  # padding: the mean covers the first five tokens only
+    with torch.inference_mode():
+        logits = torch_model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits
+    expected = BertForSequenceClassification(config).apply({"params": params}, ids, mask)
+    np.testing.assert_allclose(logits.numpy(), np.asarray(expected), atol=1e-5)
+
+
+def test_the_ort_peer_refuses_to_time_a_graph_with_other_logits():
+    if _ort_peer.import_ort() is None:
+        pytest.skip("onnxruntime, onnx or jax2onnx is not installed")
+    model = _tiny_model("cls")
+
+    class Session:  # a session of another model: logits off by 1e-3
+        def run(self, names, feeds):
+            params, config, _ = model.variants["dense"]
+            from jaxprune.models.bert import BertForSequenceClassification
+
+            logits = BertForSequenceClassification(config).apply({"params": params}, feeds["input_ids"])
+            return [np.asarray(logits) + 1e-3]
+
+    notes = []
+    with pytest.raises(RuntimeError, match="differ from JAX by more than 0.0001"):
+        _ort_peer.ort_parity(model, {"dense": Session()}, notes)
+    assert "max |ORT - JAX|" in notes[0]
 
 
 def test_inference_grid_on_a_gpu_is_the_full_product(repo_script):
@@ -110,7 +179,7 @@ def test_inference_benchmark_keeps_the_cells_timed_before_it_stopped(tmp_path, r
     with pytest.raises(KeyboardInterrupt):
         inference.main(["--models", "minilm", "--batch-sizes", "1", "2", "--lengths", "8", "--dtypes", "float32",
                         "--sparsities", "0.5", "--repeats", "1", "--warmup", "0", "--torch", "off",
-                        "--out", str(tmp_path)])
+                        "--ort", "off", "--out", str(tmp_path)])
     assert calls == [(1, 8), (2, 8)]
     (json_file,) = tmp_path.glob("inference_cpu_*.json")
     written = json.loads(json_file.read_text())

@@ -82,6 +82,12 @@ def test_side_by_side_alternates():
                               repeats=2, warmup=1)
     assert order == ["a", "b"] * 3
     assert [len(t) for t in times.values()] == [2, 2]
+    # Settled: each timed call right after an untimed one of its own.
+    order.clear()
+    times = time_side_by_side({"a": lambda: order.append("a"), "b": lambda: order.append("b")},
+                              repeats=2, warmup=1, settle=1)
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert [len(t) for t in times.values()] == [2, 2]
     stats = summarize([3.0, 1.0, 2.0], batch_size=4)
     assert (stats["median_s"], stats["min_s"], stats["max_s"], stats["sequences_per_s"]) == (2.0, 1.0, 3.0, 2.0)
 

@@ -97,20 +97,28 @@ def time_calls(run: Callable[[], Any], *, repeats: int, warmup: int) -> list[flo
 
 
 def time_side_by_side(
-    runs: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int
+    runs: Mapping[str, Callable[[], Any]], *, repeats: int, warmup: int, settle: int = 0
 ) -> dict[str, list[float]]:
     """Time several blocking calls alternately: warm up each, then A B C, A B C, ...
+
+    With ``settle``, each timed call comes right after that many untimed calls of the same
+    function (A A B B C C, ...). Calls of different runtimes on a CPU need it: ONNX Runtime's
+    and OpenMP's threads keep spinning for a while after a call, and a runtime whose own thread
+    pool has gone to sleep wakes it first; either can double a 20 ms call. Settled, every
+    runtime is timed as a server busy with it alone runs it: back to back.
 
     Returns seconds per call for each name, in order of the rounds.
     """
     _check_counts(repeats, warmup)
+    if settle < 0:
+        raise JaxpruneError(f"settle={settle}; need settle >= 0")
     for _ in range(warmup):
         for run in runs.values():
             run()
     times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
-            times[name] += time_calls(run, repeats=1, warmup=0)
+            times[name] += time_calls(run, repeats=1, warmup=settle)
     return times
 
 
