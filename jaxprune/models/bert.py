@@ -60,7 +60,7 @@ class BertEmbeddings(nn.Module):
             return nn.Embed(num, cfg.hidden_size, embedding_init=init, dtype=self.dtype,
                             param_dtype=jnp.float32, name=name)
 
-        positions = jax.lax.broadcasted_iota(jnp.int32, input_ids.shape, 1)
+        positions = jax.lax.broadcasted_iota(jnp.int32, (1, input_ids.shape[-1]), 1)
         x = (
             embed(cfg.vocab_size, "word_embeddings")(input_ids)
             + embed(cfg.max_position_embeddings, "position_embeddings")(positions)
