@@ -60,6 +60,8 @@ class BertEmbeddings(nn.Module):
             return nn.Embed(num, cfg.hidden_size, embedding_init=init, dtype=self.dtype,
                             param_dtype=jnp.float32, name=name)
 
+        # (1, T), not (B, T): the position-embedding gradient sums over the batch first, as it
+        # always has. An iota rather than jnp.arange(T)[None]: jax2onnx keeps a symbolic T in it.
         positions = jax.lax.broadcasted_iota(jnp.int32, (1, input_ids.shape[-1]), 1)
         x = (
             embed(cfg.vocab_size, "word_embeddings")(input_ids)
@@ -85,7 +87,8 @@ CPU_HEAD_SCORE_BYTES = 256 * 1024
 
 
 def default_query_block(key_length: int) -> int | None:
-    """The query block ``attend`` uses by default: None (all queries) off CPU."""
+    """The query block ``attend`` uses by default: None (all queries) off CPU, and for a
+    symbolic length (an ONNX export traces one graph for every length)."""
     if jax.default_backend() != "cpu" or not isinstance(key_length, int):
         return None
     return max(8, CPU_HEAD_SCORE_BYTES // (4 * key_length))
