@@ -171,7 +171,8 @@ def export_onnx(
     check_texts: Sequence[str] = (),
     max_length: int = 128,
 ) -> OnnxExport:
-    """Export a saved classifier folder (dense, pruned or compacted) to ``output`` (an ``.onnx`` file).
+    """Export a saved classifier (a folder, dense, pruned or compacted, or a hub id) to ``output``
+    (an ``.onnx`` file).
 
     The folder's ``config.json`` and tokenizer files are copied beside ``output``. The file is
     written aside and renamed when complete, so an interrupted export leaves nothing half
@@ -180,25 +181,25 @@ def export_onnx(
     difference is returned (float32 export only).
     """
     from jaxprune.models.bert import count_params
-    from jaxprune.models.loading import from_pretrained
+    from jaxprune.models.loading import from_pretrained, resolve_folder
 
     output = Path(output)
     if output.suffix != ".onnx":
         raise JaxpruneError(f"the output must be an .onnx file, got {output}; pass e.g. {output}.onnx")
     if output.is_dir():
         raise JaxpruneError(f"{output} is a folder; pass a file name such as {output / 'model.onnx'}")
-    params, config = from_pretrained(model)
+    source = resolve_folder(model)  # a hub id is downloaded once, here
+    params, config = from_pretrained(source)
     proto = to_onnx(params, config, dtype=dtype)
-    folder = output.parent if str(output.parent) else Path(".")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        output.parent.mkdir(parents=True, exist_ok=True)
         _save_atomic(proto, output)
-        copied = _copy_side_files(Path(model), folder)
+        copied = _copy_side_files(Path(source), output.parent)
     except OSError as err:
         raise JaxpruneError(f"cannot write {output} ({err.strerror}); choose a writable place") from None
     diff = None
     if check_texts and dtype == "float32":
-        diff = max_logit_difference(output, params, config, model, check_texts,
+        diff = max_logit_difference(output, params, config, source, check_texts,
                                     min(max_length, config.max_position_embeddings))
     return OnnxExport(output, copied, count_params(params), dtype, diff)
 
