@@ -304,35 +304,36 @@ class Model:
 
 def keep_uniform(params: dict, config, keep: float):
     """Slice every layer to its first ``round(keep * n)`` heads and FFN neurons."""
+    layers = config.num_hidden_layers
+    return keep_first(params, config, [round(keep * config.num_attention_heads)] * layers,
+                      [round(keep * config.intermediate_size)] * layers)
+
+
+def keep_first(params: dict, config, heads: list[int], neurons: list[int]):
+    """Slice layer i to its first ``heads[i]`` heads and ``neurons[i]`` FFN neurons: the params and
+    config of a compacted model (what ``compact`` returns when the others were pruned)."""
     import jax
     import numpy as np
 
-    heads = round(keep * config.num_attention_heads)
-    neurons = round(keep * config.intermediate_size)
-    width = heads * config.head_dim
     encoder = {}
-    for layer_name, layer in params["encoder"].items():
+    for i, (kept_heads, kept_neurons) in enumerate(zip(heads, neurons, strict=True)):
+        layer = params["encoder"][f"layer_{i}"]
         attention = layer["attention"]
-        cols = lambda p: {"kernel": p["kernel"][:, :width], "bias": p["bias"][:width]}  # noqa: E731
-        encoder[layer_name] = {
+        width = kept_heads * config.head_dim
+        cols = lambda p, n: {"kernel": p["kernel"][:, :n], "bias": p["bias"][:n]}  # noqa: E731
+        encoder[f"layer_{i}"] = {
             "attention": {
-                "query": cols(attention["query"]), "key": cols(attention["key"]),
-                "value": cols(attention["value"]),
+                **{name: cols(attention[name], width) for name in ("query", "key", "value")},
                 "output": {"kernel": attention["output"]["kernel"][:width], "bias": attention["output"]["bias"]},
                 "LayerNorm": attention["LayerNorm"],
             },
-            "intermediate": {"kernel": layer["intermediate"]["kernel"][:, :neurons],
-                             "bias": layer["intermediate"]["bias"][:neurons]},
-            "output": {"kernel": layer["output"]["kernel"][:neurons], "bias": layer["output"]["bias"]},
+            "intermediate": cols(layer["intermediate"], kept_neurons),
+            "output": {"kernel": layer["output"]["kernel"][:kept_neurons], "bias": layer["output"]["bias"]},
             "output_LayerNorm": layer["output_LayerNorm"],
         }
     encoder = jax.tree.map(lambda a: jax.device_put(np.asarray(a)), encoder)
-    new_config = config.replace(
-        heads_per_layer=(heads,) * config.num_hidden_layers,
-        intermediate_sizes=(neurons,) * config.num_hidden_layers,
-    )
+    new_config = config.replace(heads_per_layer=tuple(heads), intermediate_sizes=tuple(neurons))
     return {**params, "encoder": encoder}, new_config
-
 
 if __name__ == "__main__":
     raise SystemExit(run_script(main, interrupted="interrupted; the cells timed before it are in the results files"))

@@ -7,14 +7,13 @@ Writes the .onnx file (dynamic batch and length; inputs input_ids and attention_
 int64; output logits, float32) and copies the model's config.json (its labels) and
 tokenizer files beside it. Then ONNX Runtime and jaxprune classify the same headlines
 (the first --check-count texts of --check-file, by default the embedded Marathi corpus)
-and the largest logit difference is printed; over --tolerance it is an error (exit 1).
+and the largest logit difference is printed; over --tolerance it is an error.
 README.md shows how to serve the file. Bad input ends with one line on stderr and exit
 status 2.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
@@ -41,17 +40,11 @@ def main(argv=None) -> int:
     quiet_libraries()
     parser = make_parser()
     args = parser.parse_args(argv)
-    status = {"code": 0}
-
-    def export() -> None:
-        status["code"] = _export(args)
-
-    code = run_script(export, interrupted="interrupted; nothing was written (the file is renamed into place "
-                                          "only when complete)", parser=parser)
-    return code or status["code"]
+    return run_script(lambda: _export(args), interrupted="interrupted; nothing was written (the file is renamed "
+                                                         "into place only when complete)", parser=parser)
 
 
-def _export(args) -> int:
+def _export(args) -> None:
     from jaxprune.data import OFFLINE_CORPUS, read_table
     from jaxprune.export import export_onnx
 
@@ -60,22 +53,16 @@ def _export(args) -> int:
         table = read_table(args.check_file or OFFLINE_CORPUS, args.text_column, args.label_column)
         texts = list(table.texts[: args.check_count])
     start = time.perf_counter()
-    result = export_onnx(args.model, args.output, dtype=args.dtype, check_texts=texts, max_length=args.max_length)
+    result = export_onnx(args.model, args.output, dtype=args.dtype, check_texts=texts, max_length=args.max_length,
+                         tolerance=args.tolerance)
     size_mb = sum(p.stat().st_size for p in result.path.parent.glob(result.path.name + "*")) / 1e6
     print(f"wrote {result.path} ({result.num_params:,} parameters, {result.dtype}, {size_mb:.0f} MB) in "
           f"{time.perf_counter() - start:.0f} s; beside it: {', '.join(result.copied) or 'no tokenizer files'}")
     if result.max_abs_diff is None:
         print("no logit check (float16 export, or --check-count 0)")
-        return 0
-    verdict = "ok" if result.max_abs_diff <= args.tolerance else "TOO LARGE"
-    print(f"ONNX Runtime vs jaxprune on {len(texts)} texts: max |logit difference| "
-          f"{result.max_abs_diff:.2e} (tolerance {args.tolerance:g}): {verdict}")
-    if result.max_abs_diff > args.tolerance:
-        print(f"error: the exported model's logits differ from jaxprune's by {result.max_abs_diff:.2e}; "
-              f"please report it with the model's config.json", file=sys.stderr)
-        return 1
-    return 0
-
+    else:
+        print(f"ONNX Runtime vs jaxprune on {len(texts)} texts: max |logit difference| "
+              f"{result.max_abs_diff:.2e} (tolerance {args.tolerance:g}): ok")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -170,6 +170,7 @@ def export_onnx(
     dtype: str = "float32",
     check_texts: Sequence[str] = (),
     max_length: int = 128,
+    tolerance: float = 1e-4,
 ) -> OnnxExport:
     """Export a saved classifier (a folder, dense, pruned or compacted, or a hub id) to ``output``
     (an ``.onnx`` file).
@@ -177,8 +178,9 @@ def export_onnx(
     The folder's ``config.json`` and tokenizer files are copied beside ``output``. The file is
     written aside and renamed when complete, so an interrupted export leaves nothing half
     written. With ``check_texts``, ONNX Runtime and jaxprune both classify them (tokenized
-    with the folder's tokenizer, at most ``max_length`` tokens or the model's positions) and the largest logit
-    difference is returned (float32 export only).
+    with the folder's tokenizer, at most ``max_length`` tokens or the model's positions); the
+    largest logit difference is returned (float32 export only), and one over ``tolerance``
+    raises (the file stays, for a bug report).
     """
     from jaxprune.models.bert import count_params
     from jaxprune.models.loading import from_pretrained, resolve_folder
@@ -201,6 +203,10 @@ def export_onnx(
     if check_texts and dtype == "float32":
         diff = max_logit_difference(output, params, config, source, check_texts,
                                     min(max_length, config.max_position_embeddings))
+        if diff > tolerance:
+            raise JaxpruneError(f"{output}'s logits differ from jaxprune's by {diff:.2e} on {len(check_texts)} "
+                                f"texts, more than `tolerance={tolerance:g}`; please report it with the "
+                                f"model's config.json")
     return OnnxExport(output, copied, count_params(params), dtype, diff)
 
 

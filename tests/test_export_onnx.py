@@ -10,6 +10,7 @@ import jax
 import numpy as np
 import pytest
 
+from benchmarks.inference import keep_first  # a compacted model's params: the first units of each layer
 from jaxprune.errors import JaxpruneError
 from jaxprune.models.bert import BertForSequenceClassification, init_params
 
@@ -18,28 +19,6 @@ from jaxprune.export import onnx_session, to_onnx  # noqa: E402
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Serving with ONNX Runtime"
-
-
-def slice_layers(params: dict, config, heads: list[int], neurons: list[int]):
-    """Keep the first ``heads[i]`` heads and ``neurons[i]`` FFN neurons of layer i: a compacted model."""
-    width = [h * config.head_dim for h in heads]
-    encoder = {}
-    for i in range(config.num_hidden_layers):
-        layer = params["encoder"][f"layer_{i}"]
-        attention = layer["attention"]
-        cols = lambda p, w: {"kernel": np.asarray(p["kernel"])[:, :w], "bias": np.asarray(p["bias"])[:w]}  # noqa: E731
-        encoder[f"layer_{i}"] = {
-            "attention": {
-                **{name: cols(attention[name], width[i]) for name in ("query", "key", "value")},
-                "output": {**attention["output"], "kernel": np.asarray(attention["output"]["kernel"])[: width[i]]},
-                "LayerNorm": attention["LayerNorm"],
-            },
-            "intermediate": cols(layer["intermediate"], neurons[i]),
-            "output": {**layer["output"], "kernel": np.asarray(layer["output"]["kernel"])[: neurons[i]]},
-            "output_LayerNorm": layer["output_LayerNorm"],
-        }
-    config = config.replace(heads_per_layer=tuple(heads), intermediate_sizes=tuple(neurons))
-    return {**params, "encoder": encoder}, config
 
 
 def jax_logits(params, config, ids, mask):
@@ -59,7 +38,7 @@ def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config,
     if shape == "compacted":  # uneven layers, one without heads and one without neurons
         config = config.replace(num_hidden_layers=3)
         params = init_params(config, jax.random.key(1))
-        params, config = slice_layers(params, config, heads=[3, 0, 1], neurons=[24, 5, 0])
+        params, config = keep_first(params, config, heads=[3, 0, 1], neurons=[24, 5, 0])
     session = ort.InferenceSession(to_onnx(params, config).SerializeToString(), providers=["CPUExecutionProvider"])
     ids_input, mask_input = session.get_inputs()
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
@@ -101,7 +80,7 @@ def compacted_e5_folder(tmp_path_factory, e5_folder) -> pathlib.Path:
     params, config = from_pretrained(e5_folder, labels)
     heads = [12, 9, 6, 3, 0, 12, 1, 5, 7, 11, 2, 4]
     neurons = [1536, 0, 768, 384, 1152, 1, 1536, 100, 0, 1000, 200, 50]
-    params, config = slice_layers(params, config, heads, neurons)
+    params, config = keep_first(params, config, heads, neurons)
     folder = tmp_path_factory.mktemp("e5-compacted")
     save_pretrained(params, config, folder, tokenizer=load_tokenizer(e5_folder))
     return folder
@@ -161,3 +140,17 @@ def test_float16_export_writes_a_smaller_file(tmp_path, tiny_bert_config, repo_s
         assert onnx_session(path).get_outputs()[0].name == "logits"
     assert "no logit check" in capsys.readouterr().out
     assert sizes["float16"] < 0.6 * sizes["float32"]
+
+
+def test_a_logit_difference_over_the_tolerance_is_a_one_line_error(tmp_path, tiny_bert_config, tiny_bert_params,
+                                                                  repo_script, capsys, monkeypatch):
+    import jaxprune.export
+    from jaxprune.models.loading import save_pretrained
+
+    save_pretrained(tiny_bert_params, tiny_bert_config, tmp_path / "model")
+    monkeypatch.setattr(jaxprune.export, "max_logit_difference", lambda *args, **kwargs: 0.5)
+    export = repo_script("experiments/export_onnx.py")
+    assert export.main(["--model", str(tmp_path / "model"), "--output", str(tmp_path / "out" / "model.onnx"),
+                        "--check-count", "4", "--max-length", "16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "differ from jaxprune's by 5.00e-01 on 4 texts, more than --tolerance 0.0001" in err
