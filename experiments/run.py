@@ -93,8 +93,21 @@ def make_parser() -> Parser:
                       help="MahaNews variant: which files of a --data-dir holding several")
     data.add_argument("--keep-overlap", action="store_true",
                       help="score eval/test texts that also occur in training too (inflates the figures)")
+    data.add_argument("--repair-text", action=argparse.BooleanOptionalAction, default=DEMO.repair_text,
+                      help="repair texts that are UTF-8 mis-decoded as CP866 (MahaNews SHC has 146), counted in "
+                           "results.json['data']['repaired_texts']")
+    data.add_argument("--transfer-file", default=None, metavar="FILE",
+                      help="unlabelled texts (one per line, or a CSV with --transfer-column) that the teacher labels "
+                           "for the distillation term of the fine-tuning after compaction; texts equal to an eval "
+                           "or test text are dropped (needs --distill and --finetune-epochs; default: none)")
+    data.add_argument("--transfer-column", default=None, metavar="NAME",
+                      help="the text column of a CSV --transfer-file (default: a text-like column name)")
     p.add_argument("--epochs", type=whole_number(1), default=None,
                    help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs})")
+    p.add_argument("--finetune-epochs", type=whole_number(0), default=None,
+                   help="epochs of training the compacted student further once its structure is final, with "
+                        "distillation when --distill (and the --transfer-file texts) (default: "
+                        f"{DEMO.finetune_epochs}; experiment: {EXPERIMENT.finetune_epochs})")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
                    help=f"epochs to fine-tune a model without a classifier head (default: {DEMO.teacher.epochs}; "
                         f"experiment: {EXPERIMENT.teacher.epochs}; paper: {PAPER.teacher.epochs})")
@@ -108,7 +121,11 @@ def make_parser() -> Parser:
                    help=f"student learning rate (default: {_rate(DEMO.student.optimizer.learning_rate)}; "
                         f"paper: {_rate(PAPER.student.optimizer.learning_rate)})")
     p.add_argument("--seed", type=whole_number(0), default=DEMO.student.seed,
-                   help="seed of the split, the head and data order")
+                   help="seed of the student's data order and dropout (and, unless --teacher-seed is given, of the "
+                        "split and the teacher)")
+    p.add_argument("--teacher-seed", type=whole_number(0), default=None,
+                   help="seed of the eval split and of the teacher's head, data order and dropout; students of "
+                        "several --seed values share one split and teacher when it is fixed (default: --seed)")
     p.add_argument("--output-dir", default=None, help="where results.json and the models go (default: "
                                                       "runs/s<sparsity>[-kd]-<method>-<precision>)")
     p.add_argument("--teacher-cache", default=DEMO.teacher_cache,
@@ -183,7 +200,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 # Flags that set the ExperimentConfig field of the same name, as given.
 _SAME_NAMES = ("pooling", "data_dir", "variant", "train_file", "eval_file", "test_file", "text_column", "label_column",
-               "keep_overlap", "teacher_cache", "teacher_in_step", "prune_vocab", "vocab_corpus", "resume",
+               "keep_overlap", "repair_text", "transfer_file", "transfer_column", "teacher_cache", "teacher_in_step", "prune_vocab", "vocab_corpus", "resume",
                "keep_checkpoints", "shard_params")
 
 
@@ -202,8 +219,9 @@ def build_config(args: argparse.Namespace) -> ExperimentConfig:
                                     attention_blocks=args.attention, scope=args.scope),
         distillation=DistillationConfig(temperature=args.temperature) if args.distill else None,
     )
+    teacher = config.teacher.replace(**_given(seed=args.teacher_seed))
     config = config.replace(
-        student=student,
+        student=student, teacher=teacher, **_given(finetune_epochs=args.finetune_epochs),
         dataset="files" if args.train_file else "mahanews" if args.data_dir else config.dataset,
         vocab_script_pieces=args.vocab_script_pieces is not False,
         country_iso_code=check_country(args.country),

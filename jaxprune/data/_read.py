@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from jaxprune.data._repair import repair_texts
 from jaxprune.errors import JaxpruneError
 
 # Column names recognised when none is given (compared case-insensitively), in order of preference.
@@ -34,6 +35,7 @@ class RawFile:
     unlabelled_rows: int
     duplicate_rows: int
     conflicts: int
+    repaired: int = 0  # texts repaired from CP866 mojibake (:mod:`._repair`)
 
 
 def normalise_text(text: str) -> str:
@@ -79,11 +81,14 @@ def _find_column(header: list[str], wanted: str | None, candidates: Sequence[str
     return found
 
 
-def read_table(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None) -> RawFile:
+def read_table(path: str | os.PathLike, text_column: str | None = None, label_column: str | None = None,
+               repair_text: bool = True) -> RawFile:
     """Read one CSV (or ``.tsv``) file into distinct texts and labels, dropping what is not an example.
 
     Dropped and counted: stray copies of the header line, empty texts, texts without a
-    label. Duplicate texts (after whitespace normalisation) are collapsed into their
+    label. With ``repair_text``, texts that are UTF-8 mis-decoded as CP866 are repaired into the
+    file's dominant script first (:func:`jaxprune.data._repair.repair_texts`) and counted.
+    Duplicate texts (after whitespace normalisation) are collapsed into their
     first occurrence; when a text comes with several labels the most frequent wins
     (ties: the first seen) and it is counted as a conflict.
     """
@@ -116,10 +121,14 @@ def read_table(path: str | os.PathLike, text_column: str | None = None, label_co
                             f"pass different `text_column` and `label_column`")
     header_text, header_label = header[text_col].lower(), header[label_col].lower()
     header_rows = empty_rows = unlabelled_rows = 0
+    cells = [(row[text_col].strip() if text_col < len(row) else "", row[label_col].strip() if label_col < len(row) else "")
+             for row in rows[1:]]
+    repaired = 0
+    if repair_text:
+        fixed, repaired = repair_texts([text for text, _ in cells])
+        cells = [(text, label) for text, (_, label) in zip(fixed, cells)]
     by_key: dict[str, list] = {}  # key -> [text, Counter of labels, first-seen order of labels]
-    for row in rows[1:]:
-        text = row[text_col].strip() if text_col < len(row) else ""
-        label = row[label_col].strip() if label_col < len(row) else ""
+    for text, label in cells:
         if text.lower() == header_text and label.lower() == header_label:
             header_rows += 1
         elif not text:
@@ -144,7 +153,7 @@ def read_table(path: str | os.PathLike, text_column: str | None = None, label_co
         conflicts += len(counts) > 1
         rows_kept += sum(counts.values())
     return RawFile(path, texts, labels, keys, header_rows, empty_rows, unlabelled_rows,
-                    rows_kept - len(texts), conflicts)
+                   rows_kept - len(texts), conflicts, repaired)
 
 
 def integer_value(label: str) -> int | None:

@@ -56,6 +56,7 @@ def load_files(
     eval_fraction: float = 0.2,
     seed: int = 0,
     keep_overlap: bool = False,
+    repair_text: bool = True,
 ) -> tuple[datasets.DatasetDict, DataInfo]:
     """Load a training CSV, and optionally eval and test CSVs, into splits that share no text.
 
@@ -77,7 +78,7 @@ def load_files(
       ``text`` and ``label`` (ClassLabel of the label names).
     """
     paths = {"train_file": train_file, "eval_file": eval_file, "test_file": test_file}
-    raw = {argument: read_table(_check_file(path, argument), text_column, label_column)
+    raw = {argument: read_table(_check_file(path, argument), text_column, label_column, repair_text)
            for argument, path in paths.items() if path is not None}
     folders = {str(Path(path).resolve().parent) for path in paths.values() if path is not None}
     source = folders.pop() if len(folders) == 1 else str(Path(train_file).resolve())
@@ -130,6 +131,7 @@ def load_folder(
     eval_fraction: float = 0.2,
     seed: int = 0,
     keep_overlap: bool = False,
+    repair_text: bool = True,
 ) -> tuple[datasets.DatasetDict, DataInfo]:
     """Load a folder of ``*train*``, ``*val*``/``*valid*`` and ``*test*`` files (see :func:`find_split_files`).
 
@@ -138,7 +140,7 @@ def load_folder(
     file that is split into ``train`` and ``eval``.
     """
     found = find_split_files(folder, variant)
-    options = dict(text_column=text_column, label_column=label_column)
+    options = dict(text_column=text_column, label_column=label_column, repair_text=repair_text)
     raw = {role: read_table(path, **options) for role, path in found.items()}
     train = raw.pop("train", None) or raw.pop("eval", None) or raw.pop("test")
     return build_splits(train, raw.get("eval"), raw.get("test"), label_names, eval_fraction, seed,
@@ -207,6 +209,7 @@ def load_offline_corpus(
     eval_fraction: float = 0.2,
     seed: int = 0,
     path: str | os.PathLike | None = None,
+    repair_text: bool = True,
 ) -> tuple[datasets.DatasetDict, DataInfo]:
     """Loads the project's own Marathi headline corpus (or any ``text,label`` CSV at ``path``),
     split into ``train`` and ``eval`` over its distinct texts. See ``jaxprune/data/corpus/README.md``."""
@@ -215,7 +218,8 @@ def load_offline_corpus(
         raise JaxpruneError(
             f"corpus file {csv_path} does not exist; pass the path of a text,label CSV"
         )
-    return build_splits(read_table(csv_path), label_names=label_names, eval_fraction=eval_fraction, seed=seed)
+    return build_splits(read_table(csv_path, repair_text=repair_text), label_names=label_names,
+                        eval_fraction=eval_fraction, seed=seed)
 
 
 def load_csv(
@@ -223,6 +227,7 @@ def load_csv(
     label_names: Sequence[str] | None = None,
     text_column: str | None = None,
     label_column: str | None = None,
+    repair_text: bool = True,
 ) -> tuple[datasets.Dataset, DataInfo]:
     """Loads one CSV whole, without splitting: the distinct texts of a file to evaluate on.
 
@@ -234,7 +239,7 @@ def load_csv(
       ``(dataset, info)``: columns ``text`` and ``label`` (ClassLabel), and
       ``info.split_sizes == {"all": len(dataset)}``.
     """
-    raw = read_table(_check_file(path, "path"), text_column, label_column)
+    raw = read_table(_check_file(path, "path"), text_column, label_column, repair_text)
     (raw,) = canonical_labels([raw])
     from_model = is_model_labels(label_names)
     names = resolve_label_names(raw, label_names)
@@ -245,6 +250,6 @@ def load_csv(
         dropped_header_rows=raw.header_rows, dropped_empty_rows=raw.empty_rows,
         dropped_unlabelled_rows=raw.unlabelled_rows, duplicate_rows=raw.duplicate_rows,
         label_conflicts=raw.conflicts, overlap={}, overlap_removed={}, rare_labels={}, split="none",
-        split_sizes={"all": len(dataset)}, messages=(message,) if message else (),
+        split_sizes={"all": len(dataset)}, messages=(message,) if message else (), repaired_texts=raw.repaired,
     )
     return dataset, info

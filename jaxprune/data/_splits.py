@@ -40,6 +40,7 @@ class DataInfo:
       split: how train and eval were made: ``"files"`` or a description of the split.
       split_sizes: ``{split name: number of examples}``.
       messages: one human-readable line per notable event.
+      repaired_texts: rows whose text was UTF-8 mis-decoded as CP866 and was repaired.
     """
 
     source: str
@@ -56,6 +57,7 @@ class DataInfo:
     split: str
     split_sizes: dict[str, int]
     messages: tuple[str, ...]
+    repaired_texts: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,6 +147,9 @@ def _subset(raw: RawFile, rows: np.ndarray) -> RawFile:
 
 def cleaning_message(raw: RawFile) -> str | None:
     parts = []
+    if raw.repaired:
+        parts.append(f"repaired {raw.repaired} texts that were UTF-8 mis-decoded as CP866 (--no-repair-text keeps "
+                     f"them)")
     if raw.header_rows:
         parts.append(f"dropped {raw.header_rows} stray header rows")
     if raw.empty_rows:
@@ -260,6 +265,7 @@ def build_splits(
         split=split,
         split_sizes={name: len(dataset) for name, dataset in splits.items()},
         messages=tuple(messages),
+        repaired_texts=sum(raw.repaired for raw in read),
     )
     return datasets.DatasetDict(splits), info
 

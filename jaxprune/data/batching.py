@@ -25,7 +25,8 @@ from jaxprune.errors import JaxpruneError
 
 Batch = dict[str, np.ndarray]
 """``input_ids``, ``attention_mask``, ``token_type_ids`` (B, T) int32; ``labels``,
-``index`` (B,) int32; ``weight`` (B,) float32 (1 for real rows, 0 for padding)."""
+``index`` (B,) int32; ``weight`` (B,) float32 (1 for real rows, 0 for padding);
+``label_weight`` (B,) float32 (``weight``, and 0 on rows without a real label)."""
 
 
 def bucket_lengths(max_length: int, smallest_bucket: int = 16) -> tuple[int, ...]:
@@ -57,6 +58,9 @@ class EncodedSplit:
       labels: (N,) int32 class ids.
       bucket: (N,) int32 padded length of each row (an entry of ``buckets``).
       buckets: the bucket lengths, increasing.
+      labelled: (N,) bool, whether a row's label is real; ``None``: all are. Rows without one
+        (a transfer set's texts) carry ``label_weight == 0`` in their batches: they teach
+        through the teacher's logits only.
     """
 
     input_ids: np.ndarray
@@ -65,6 +69,7 @@ class EncodedSplit:
     labels: np.ndarray
     bucket: np.ndarray
     buckets: tuple[int, ...]
+    labelled: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -162,14 +167,36 @@ def make_batch(encoded: EncodedSplit, rows: np.ndarray, batch_size: int) -> Batc
     weight = np.zeros(batch_size, dtype=np.float32)
     weight[: len(rows)] = 1.0
     padded = np.concatenate([rows, np.full(batch_size - len(rows), rows[0])])
+    label_weight = weight if encoded.labelled is None else weight * encoded.labelled[padded]
     return {
         "input_ids": encoded.input_ids[padded, :length],
         "attention_mask": encoded.attention_mask[padded, :length],
         "token_type_ids": encoded.token_type_ids[padded, :length],
         "labels": encoded.labels[padded],
         "weight": weight,
+        "label_weight": label_weight.astype(np.float32),
         "index": padded.astype(np.int32),
     }
+
+
+def join_unlabelled(labelled: EncodedSplit, unlabelled: EncodedSplit) -> EncodedSplit:
+    """``labelled``'s rows, then ``unlabelled``'s with ``labelled == False`` (their labels
+    are placeholders): one split to train on whose CE term sees only the real labels.
+    Both must be encoded with the same buckets."""
+    if labelled.buckets != unlabelled.buckets:
+        raise JaxpruneError(f"cannot join splits with buckets {labelled.buckets} and {unlabelled.buckets}; encode "
+                            f"both with the same max length")
+    mine = np.ones(len(labelled), bool) if labelled.labelled is None else labelled.labelled
+    join = lambda a, b: np.concatenate([a, b])  # noqa: E731
+    return EncodedSplit(
+        input_ids=join(labelled.input_ids, unlabelled.input_ids),
+        attention_mask=join(labelled.attention_mask, unlabelled.attention_mask),
+        token_type_ids=join(labelled.token_type_ids, unlabelled.token_type_ids),
+        labels=join(labelled.labels, np.zeros(len(unlabelled), np.int32)),
+        bucket=join(labelled.bucket, unlabelled.bucket),
+        buckets=labelled.buckets,
+        labelled=join(mine, np.zeros(len(unlabelled), bool)),
+    )
 
 
 def iterate_batches(

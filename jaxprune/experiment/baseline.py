@@ -39,9 +39,10 @@ def check_precision(dtype: str) -> None:
 
 def load_data(config: ExperimentConfig, label_names: tuple[str, ...] | None):
     """The train/eval(/test) splits and :class:`jaxprune.data.DataInfo` the config names."""
-    options = dict(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed,
+    # The split belongs with the teacher: students of other seeds share both.
+    options = dict(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.teacher.seed,
                    text_column=config.text_column, label_column=config.label_column,
-                   keep_overlap=config.keep_overlap)
+                   keep_overlap=config.keep_overlap, repair_text=config.repair_text)
     if config.train_file is not None:
         return load_files(config.train_file, config.eval_file, config.test_file, **options)
     if config.eval_file is not None or config.test_file is not None:
@@ -51,7 +52,8 @@ def load_data(config: ExperimentConfig, label_names: tuple[str, ...] | None):
     if config.text_column is not None or config.label_column is not None:
         raise JaxpruneError("`text_column` and `label_column` name columns of your data; add `train_file` or "
                             "`data_dir`")
-    return load_offline_corpus(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.student.seed)
+    return load_offline_corpus(label_names=label_names, eval_fraction=config.eval_fraction, seed=config.teacher.seed,
+                               repair_text=config.repair_text)
 
 
 def progress_bar(description: str):

@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any, Literal
 
+from jaxprune.errors import JaxpruneError
 from jaxprune.training.config import OptimizerConfig, PruningConfig, TrainConfig
 
 PAPER_MODEL = "l3cube-pune/marathi-topic-all-doc-v2"
@@ -33,6 +34,11 @@ class ExperimentConfig:
     ``dataset="offline"`` is the project's own headline corpus and ``dataset="mahanews"`` the
     public MahaNews CSVs (needs internet). A lone file is split ``eval_fraction`` over its distinct
     texts (``split``); eval and test texts found in training are left out unless ``keep_overlap``.
+    ``repair_text`` repairs texts that are UTF-8 mis-decoded as CP866 (:mod:`jaxprune.data`).
+    ``transfer_file`` (a text file, one text per line, or a CSV and its ``transfer_column``) holds
+    unlabelled texts that the teacher labels for the distillation term only; texts equal to an eval
+    or test text are dropped. ``finetune_epochs`` trains the compacted student further (with the
+    student's distillation, and the transfer texts) once its structure is final.
     ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
     text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
     with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
@@ -54,6 +60,10 @@ class ExperimentConfig:
     text_column: str | None = None
     label_column: str | None = None
     keep_overlap: bool = False
+    repair_text: bool = True
+    transfer_file: str | None = None
+    transfer_column: str | None = None
+    finetune_epochs: int = 0
     eval_fraction: float = 0.2
     # How a lone file is split; recorded so that resuming never mixes runs split otherwise
     # (runs made before duplicates were collapsed read back as "rows").
@@ -71,6 +81,12 @@ class ExperimentConfig:
     resume: bool = False
     keep_checkpoints: bool = False
     shard_params: bool = False
+
+    def __post_init__(self):
+        if self.finetune_epochs < 0:
+            raise JaxpruneError(f"finetune_epochs {self.finetune_epochs} must be 0 or more")
+        if self.transfer_column is not None and self.transfer_file is None:
+            raise JaxpruneError("`transfer_column` names a column of the transfer file; add `transfer_file`")
 
     def parallel(self):
         """The mesh of the run: data parallel over every device (of every process), params

@@ -128,6 +128,8 @@ def prepare_teacher(
         "eval_fraction": config.eval_fraction,
         "train": config.teacher.flat(),
     }
+    if config.repair_text and data_info.repaired_texts:  # only then: other teachers keep their keys
+        key_data["repaired_texts"] = data_info.repaired_texts
     key = _key(key_data)
     cache_root = teacher_cache_root(config)
     final = cache_root / key

@@ -111,15 +111,25 @@ class PruningConfig:
 
 @dataclasses.dataclass(frozen=True)
 class DistillationConfig:
-    """Hinton distillation from the teacher: ``alpha_ce * CE + alpha_kd * T^2 KL`` at ``temperature``."""
+    """Hinton distillation from the teacher: ``alpha_ce * CE + alpha_kd * T^2 KL`` at ``temperature``,
+    plus ``layer_weight`` times the layer distillation loss (hidden states of the teacher's layers
+    matched to the student's through learned linear maps; 0: off)."""
 
     alpha_ce: float = 0.5
     alpha_kd: float = 0.5
     temperature: float = 2.0
+    layer_weight: float = 0.0
 
     def __post_init__(self):
         if not self.temperature > 0:
             raise JaxpruneError(f"temperature {self.temperature} must be > 0")
+        if self.alpha_ce < 0 or self.alpha_kd < 0 or self.layer_weight < 0:
+            raise JaxpruneError(f"distillation weights ({self.alpha_ce}, {self.alpha_kd}, {self.layer_weight}) must "
+                                f"be >= 0")
+
+    @property
+    def distills_layers(self) -> bool:
+        return self.layer_weight > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +186,8 @@ class TrainConfig:
             "distill": self.distillation is not None, "alpha_ce": distillation.alpha_ce,
             "alpha_kd": distillation.alpha_kd, "temperature": distillation.temperature,
             "compute_dtype": self.compute_dtype, "seed": self.seed,
+            # only when on: runs and teachers without it keep their fingerprints and cache keys
+            **({"layer_weight": distillation.layer_weight} if distillation.layer_weight else {}),
         }
 
     @classmethod
@@ -183,7 +195,7 @@ class TrainConfig:
         """The inverse of :meth:`flat` (missing keys take their defaults; a run prunes when its
         pruning differs from the defaults' "no pruning")."""
         defaults = cls().flat()
-        unknown = set(values) - set(defaults)
+        unknown = set(values) - set(defaults) - {"layer_weight"}
         if unknown:
             raise JaxpruneError(f"unknown training settings {sorted(unknown)}")
         v = {**defaults, **values}
@@ -193,7 +205,8 @@ class TrainConfig:
             cooldown_fraction=v["prune_cooldown_fraction"], soft_penalty=v["soft_penalty"],
             soft_threshold=v["soft_threshold"],
         )
-        distillation = DistillationConfig(v["alpha_ce"], v["alpha_kd"], v["temperature"]) if v["distill"] else None
+        distillation = (DistillationConfig(v["alpha_ce"], v["alpha_kd"], v["temperature"], v.get("layer_weight", 0.0))
+                        if v["distill"] else None)
         return cls(
             epochs=v["epochs"], batch_size=v["batch_size"], seed=v["seed"], compute_dtype=v["compute_dtype"],
             optimizer=OptimizerConfig(v["learning_rate"], v["score_learning_rate"], v["weight_decay"],
