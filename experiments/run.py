@@ -17,6 +17,7 @@ import dataclasses
 import os
 
 from experiments.cli_args import (
+    fraction_kept,
     Parser,
     add_column_arguments,
     fraction_pruned,
@@ -47,7 +48,14 @@ def make_parser() -> Parser:
                    help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
     p.add_argument("--temperature", type=positive_number, default=DistillationConfig().temperature,
-                   help="distillation temperature T (loss = 0.5 CE + 0.5 T^2 KL at T)")
+                   help="distillation temperature T (loss = alpha_ce CE + alpha_kd T^2 KL at T)")
+    p.add_argument("--alpha-kd", type=fraction_kept, default=DistillationConfig().alpha_kd,
+                   help="weight of the distillation term; the labels' cross-entropy gets 1 - alpha_kd")
+    p.add_argument("--distill-layers", action="store_true",
+                   help="with --distill: also match the hidden states of 4 teacher layers to the student's through "
+                        "learned linear maps (CoFi's layer distillation; the teacher runs in every step)")
+    p.add_argument("--layer-weight", type=positive_number, default=1.0,
+                   help="weight of the layer distillation term (with --distill-layers)")
     p.add_argument("--method", choices=("topk", "soft"), default=DEMO.student.pruning.method,
                    help="movement pruning variant")
     p.add_argument("--attention", choices=("heads", "blocks"), default=DEMO.student.pruning.attention_blocks,
@@ -191,6 +199,8 @@ def _check_flags(args: argparse.Namespace) -> None:
         if given is not None and args.train_file is None:
             raise JaxpruneError(f"{flag} needs the training data too; add --train-file (or put all files in a "
                                 f"folder and pass --data-dir)")
+    if args.distill_layers and not args.distill:
+        raise JaxpruneError("--distill-layers is a kind of distillation; add --distill or drop --distill-layers")
     if args.train_file is not None and args.data_dir is not None:
         raise JaxpruneError("--train-file and --data-dir both name the data; pass one of them")
     for flag, given in (("--text-column", args.text_column), ("--label-column", args.label_column)):
@@ -217,7 +227,10 @@ def build_config(args: argparse.Namespace) -> ExperimentConfig:
     student = config.student.replace(
         pruning=dataclasses.replace(config.student.pruning, sparsity=args.sparsity, method=args.method,
                                     attention_blocks=args.attention, scope=args.scope),
-        distillation=DistillationConfig(temperature=args.temperature) if args.distill else None,
+        distillation=DistillationConfig(
+            alpha_ce=1.0 - args.alpha_kd, alpha_kd=args.alpha_kd, temperature=args.temperature,
+            layer_weight=args.layer_weight if args.distill_layers else 0.0,
+        ) if args.distill else None,
     )
     teacher = config.teacher.replace(**_given(seed=args.teacher_seed))
     config = config.replace(
@@ -227,6 +240,11 @@ def build_config(args: argparse.Namespace) -> ExperimentConfig:
         country_iso_code=check_country(args.country),
         **{field: getattr(args, field) for field in _SAME_NAMES},
     )
+    from jaxprune.errors import JaxpruneError
+
+    if config.transfer_file is not None and not (config.student.distills and config.finetune_epochs > 0):
+        raise JaxpruneError("--transfer-file feeds the distillation of the fine-tuning after compaction; add --distill "
+                            "and --finetune-epochs N (N > 0), or drop --transfer-file")
     return config.replace(output_dir=args.output_dir or os.path.join("runs", run_name(config)))
 
 

@@ -52,17 +52,24 @@ def repair_cp866(text: str, script: str | None) -> str | None:
     """
     if script is None or main_script(text) in (script, None):
         return None
+    repaired = _decoded(text)
+    return repaired if repaired != text and main_script(repaired) == script else None
+
+
+def _decoded(text: str) -> str:
+    """``text`` read back as the UTF-8 behind CP866, or as it is when there is none."""
     try:
-        repaired = text.encode("cp866").decode("utf-8")
+        return text.encode("cp866").decode("utf-8")
     except (UnicodeEncodeError, UnicodeDecodeError):
-        return None
-    return repaired if main_script(repaired) == script else None
+        return text
 
 
 def repair_texts(texts: Sequence[str]) -> tuple[list[str], int]:
     """``(texts, repaired)``: every CP866 mojibake among ``texts`` repaired into their
-    dominant script, and how many were."""
-    script = dominant_script(texts)
+    dominant script, and how many were. The dominant script is counted with every repair
+    that decodes applied, so a file mostly of mojibake still finds its own script.
+    """
+    script = dominant_script([_decoded(text) for text in texts])
     out, repaired = [], 0
     for text in texts:
         fixed = repair_cp866(text, script)

@@ -18,6 +18,7 @@ from jaxprune.evaluation.metrics import classification_report
 from jaxprune.evaluation.predict import predict_logits
 from jaxprune.experiment.config import ExperimentConfig
 from jaxprune.experiment.teachers import Log, prepare_teacher, prune_vocabulary_folder
+from jaxprune.experiment.transfer import load_transfer_set
 from jaxprune.models.config import BertConfig
 from jaxprune.models.loading import checkpoint_labels, load_tokenizer
 from jaxprune.models.sources import model_folder
@@ -91,6 +92,8 @@ class Baseline:
     vocabulary: dict | None = None  # what vocabulary pruning did, when it ran
     encoded_test: Any = None  # the test split, when the data has one
     test_metrics: dict | None = None
+    transfer: Any = None  # the TransferSet (jaxprune.experiment.transfer), when the config names one
+    encoded_transfer: Any = None
 
 
 def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
@@ -111,10 +114,17 @@ def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
     for message in data_info.messages:
         log(f"data: {message}")
     label_names = data_info.label_names
+    transfer = None
+    if config.transfer_file is not None:
+        held_out = list(splits["eval"]["text"]) + (list(splits["test"]["text"]) if "test" in splits else [])
+        transfer = load_transfer_set(config.transfer_file, config.transfer_column, held_out,
+                                     train=splits["train"]["text"], repair_text=config.repair_text)
+        log(transfer.message())
     vocab_info = None
     if config.prune_vocab:
         folder, vocab_info = prune_vocabulary_folder(config, folder, splits["train"]["text"],
-                                                     splits["eval"]["text"], log)
+                                                     splits["eval"]["text"], log,
+                                                     extra_texts=transfer.texts if transfer else None)
     tokenizer = load_tokenizer(folder)
     # Buckets from 32 tokens: fewer shapes to compile, little padding for headlines.
     encoded_train = encode_split(splits["train"], tokenizer, config.max_length, smallest_bucket=32)
@@ -123,6 +133,10 @@ def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
     if "test" in splits:
         encoded_test = encode_split(splits["test"], tokenizer, config.max_length, smallest_bucket=32)
 
+    encoded_transfer = None
+    if transfer is not None:
+        unlabelled = {"text": transfer.texts, "label": [0] * transfer.used}
+        encoded_transfer = encode_split(unlabelled, tokenizer, config.max_length, smallest_bucket=32)
     teacher_params, teacher_config, teacher_info = prepare_teacher(
         config, folder, model_labels is not None, label_names, encoded_train, data_info, log)
     if teacher_config.label_names != tuple(label_names):
@@ -141,4 +155,4 @@ def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
         log(f"teacher test accuracy {test_metrics['accuracy']:.4f}, macro-F1 {test_metrics['macro_f1']:.4f} "
             f"({len(encoded_test)} test examples; majority class {majority_accuracy(encoded_test):.4f})")
     return Baseline(folder, tokenizer, data_info, encoded_train, encoded_eval, teacher_params, teacher_config,
-                    teacher_info, metrics, vocab_info, encoded_test, test_metrics)
+                    teacher_info, metrics, vocab_info, encoded_test, test_metrics, transfer, encoded_transfer)

@@ -66,7 +66,7 @@ def _useful(entry: Path) -> bool:
     """Whether a rerun would use ``entry``: anything but bookkeeping and a checkpoints folder with no checkpoint."""
     if entry.name in _BOOKKEEPING:
         return False
-    if entry.name == "checkpoints" and entry.is_dir():
+    if entry.name in ("checkpoints", "checkpoints-finetune") and entry.is_dir():
         return any(child.name.isdigit() for child in entry.iterdir())
     return True
 

@@ -10,6 +10,7 @@ teacher), :mod:`.teachers` (the teacher cache).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import json
 import shutil
@@ -32,6 +33,7 @@ from jaxprune.experiment.baseline import (
 )
 from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig, differences, recorded_settings, settings
 from jaxprune.experiment.emissions import check_country, track_emissions
+from jaxprune.experiment.finetune import FINETUNE_CHECKPOINTS, finetune_compacted, transfer_logits
 from jaxprune.experiment.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
 from jaxprune.experiment.runlock import hold_folder_lock
 from jaxprune.training.parallel import is_primary
@@ -96,6 +98,7 @@ def _finished_run(config: ExperimentConfig, results_path: Path, log: Log) -> dic
 
 
 def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[str, Any]:
+    run_started = time.perf_counter()
     results_path = out / RESULTS_NAME
     if results_path.is_file():
         return _finished_run(config, results_path, log)
@@ -111,11 +114,12 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
     batch_size = config.student.batch_size
     parallel = config.parallel()
 
-    teacher_logits = None
+    teacher_logits, logits_started = None, time.perf_counter()
     if config.student.distills and not config.teacher_in_step:
         teacher_logits = predict_logits(teacher_params, teacher_config, encoded_train, batch_size,
                                         config.student.compute_dtype, progress=progress_bar("teacher logits"),
                                         parallel=parallel)
+    teacher_logits_seconds = time.perf_counter() - logits_started
 
     started = time.perf_counter()
     with track_emissions(config.country_iso_code) as emissions:
@@ -132,9 +136,25 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
     final = result.params
     student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
                                config.student.compute_dtype, "evaluate student", parallel)
+    layout = result.pruner.layout if result.pruner.prunes else None
+    sparsity = bert_sparsity_report(teacher_config, final, layout)
+
+    if is_primary():
+        save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
+    compact_params, compact_config, compact_report = compact(final, teacher_config)
+    finetuned: dict[str, Any] = {"accuracy_before_finetune": None, "macro_f1_before_finetune": None,
+                                 "finetune": None}
+    served = (final, teacher_config)  # what the student's eval and test scores are of
+    if config.finetune_epochs:
+        compact_params, finetuned = _finetune(config, base, compact_params, compact_config, teacher_logits,
+                                              student_metrics, out, parallel, log)
+        emissions = _sum_emissions(emissions, finetuned.pop("emissions"))
+        served = (compact_params, compact_config)
+        student_metrics = evaluate(*served, encoded_eval, batch_size, config.student.compute_dtype,
+                                   "evaluate fine-tuned student", parallel)
     test_results: dict[str, Any] = {"test_accuracy": None}
     if base.encoded_test is not None:
-        test_metrics = evaluate(final, teacher_config, base.encoded_test, batch_size,
+        test_metrics = evaluate(*served, base.encoded_test, batch_size,
                                 config.student.compute_dtype, "evaluate student on test", parallel)
         test_results = {
             "test_accuracy": test_metrics["accuracy"],
@@ -144,12 +164,6 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
             "teacher_test_macro_f1": base.test_metrics["macro_f1"],
             "test_majority_class_accuracy": majority_accuracy(base.encoded_test),
         }
-    layout = result.pruner.layout if result.pruner.prunes else None
-    sparsity = bert_sparsity_report(teacher_config, final, layout)
-
-    if is_primary():
-        save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
-    compact_params, compact_config, compact_report = compact(final, teacher_config)
     if is_primary():
         save_pretrained(compact_params, compact_config, out / "compacted", tokenizer=tokenizer)
     speed = measure_speedup((final, teacher_config), (compact_params, compact_config), config)
@@ -161,7 +175,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
         "dataset": data_info.source,
         "dataset_files": data_info.files,
         "split_sizes": data_info.split_sizes,
-        "data": data_info.to_dict(),
+        "data": {**data_info.to_dict(), "transfer": base.transfer.to_dict() if base.transfer else None},
         "sparsity": config.student.sparsity,
         "distill": config.student.distills,
         "method": (config.student.pruning or PruningConfig()).method,
@@ -182,9 +196,12 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
         "accuracy": student_metrics["accuracy"],
         "macro_f1": student_metrics["macro_f1"],
         "per_class_f1": student_metrics["per_class_f1"],
+        **finetuned,
         "teacher_per_class_f1": teacher_metrics["per_class_f1"],
         **test_results,
         "train_seconds": train_seconds,
+        "teacher_logits_seconds": teacher_logits_seconds,
+        "run_seconds": time.perf_counter() - run_started,
         "train_steps": result.total_steps,
         "resumed_from_step": result.resumed_from_step,
         "emissions_kg_co2": emissions.kg_co2,
@@ -206,6 +223,35 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
     if not is_primary():
         return results
     write_json(results_path, results)
-    if not config.keep_checkpoints:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)  # the run is finished: results and models are kept
+    if not config.keep_checkpoints:  # the run is finished: results and models are kept
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / FINETUNE_CHECKPOINTS, ignore_errors=True)
     return results
+
+
+def _finetune(config: ExperimentConfig, base, params, model_config, teacher_logits, before: dict, out: Path,
+              parallel, log: Log) -> tuple[Any, dict[str, Any]]:
+    """The compacted student fine-tuned (:mod:`.finetune`), and what results.json says of it."""
+    extra, transfer_timing = transfer_logits(config, base, parallel, log)
+    started = time.perf_counter()
+    with track_emissions(config.country_iso_code) as emissions:
+        result, examples = finetune_compacted(config, base, params, model_config, teacher_logits, extra, out,
+                                              parallel)
+    log(f"fine-tuned the compacted student: {config.finetune_epochs} epochs of {examples} examples "
+        f"({result.total_steps} steps, {time.perf_counter() - started:.0f} s)")
+    return result.params, {
+        "accuracy_before_finetune": before["accuracy"],
+        "macro_f1_before_finetune": before["macro_f1"],
+        "finetune": {"epochs": config.finetune_epochs, "examples_per_epoch": examples, "steps": result.total_steps,
+                     "train_seconds": time.perf_counter() - started, "resumed_from_step": result.resumed_from_step,
+                     "final_loss": result.history[-1]["loss"] if result.history else None, **transfer_timing},
+        "emissions": emissions,
+    }
+
+
+def _sum_emissions(first, second):
+    """One block's emissions and a later block's, as one record (None where either failed)."""
+    if first.kg_co2 is None or second.kg_co2 is None:
+        return first if first.kg_co2 is None else second
+    return dataclasses.replace(first, kg_co2=first.kg_co2 + second.kg_co2,
+                               energy_kwh=(first.energy_kwh or 0.0) + (second.energy_kwh or 0.0))

@@ -57,13 +57,15 @@ def read_vocab_corpus(path: str) -> list[str]:
 
 
 def prune_vocabulary_folder(
-    config: ExperimentConfig, folder: str, train_texts, eval_texts, log: Log
+    config: ExperimentConfig, folder: str, train_texts, eval_texts, log: Log, extra_texts=None
 ) -> tuple[str, dict]:
-    """The model folder with the vocabulary of the training texts (and ``vocab_corpus``),
-    made once per model and corpus in the teacher cache; and what pruning did."""
+    """The model folder with the vocabulary of the training texts and ``vocab_corpus`` (or,
+    without one, ``extra_texts``: the transfer set's), made once per model and corpus in the
+    teacher cache; and what pruning did."""
     from jaxprune import vocab
 
-    texts = list(train_texts) + (read_vocab_corpus(config.vocab_corpus) if config.vocab_corpus else [])
+    corpus = read_vocab_corpus(config.vocab_corpus) if config.vocab_corpus else list(extra_texts or [])
+    texts = list(train_texts) + corpus
     key_data = {"model": os.path.abspath(folder), "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
     if config.vocab_script_pieces:  # only when on: the smallest vocabulary keeps the key it was first cached under
         key_data["script_pieces"] = True

@@ -1,0 +1,192 @@
+"""The student recipe's parts: mojibake repair, the transfer set, fine-tuning after compaction."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxprune.data import load_mahanews, read_table
+from jaxprune.data._repair import repair_texts
+from jaxprune.data.batching import encode_split, join_unlabelled, make_batch
+from jaxprune.errors import JaxpruneError
+from jaxprune.experiment import ExperimentConfig, train_and_evaluate
+from jaxprune.experiment.transfer import load_transfer_set, read_transfer_texts
+from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
+from tests.test_pipeline import tiny_data_dir, tiny_model_folder  # noqa: F401 - fixtures
+
+MARATHI = ["महिलांना आवडतात असे पुरुष", "जेनिफरने पतीच्या कपड्यांची स्टाईल बदलली", "क्रिकेट संघाने नवा विक्रम केला"]
+
+
+def mojibake(text: str) -> str:
+    """What the SHC file holds for some rows: the UTF-8 bytes read as CP866."""
+    return text.encode("utf-8").decode("cp866")
+
+
+def write_csv(path: Path, rows) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Text", "Label"])
+        writer.writerows(rows)
+    return path
+
+
+# --- mojibake -------------------------------------------------------------------------------------
+
+
+def test_cp866_mojibake_is_repaired_into_the_dominant_script(tmp_path):
+    broken = mojibake(MARATHI[0])
+    assert broken != MARATHI[0] and any("\u0400" <= c <= "\u04ff" for c in broken)
+    path = write_csv(tmp_path / "data.csv", [(broken, "Fashion"), (MARATHI[1], "Fashion"), (MARATHI[2], "Sports"),
+                                             ("OMG : " + mojibake(MARATHI[1]) + " !", "Fashion")])
+    raw = read_table(path)
+    assert raw.repaired == 2
+    assert raw.texts[0] == MARATHI[0] and raw.texts[3] == "OMG : " + MARATHI[1] + " !"
+    kept = read_table(path, repair_text=False)
+    assert kept.repaired == 0 and kept.texts[0] == broken
+
+
+def test_real_cyrillic_text_is_left_alone():
+    russian = ["Привет, как дела", "Москва большой город", "Погода сегодня хорошая"]
+    assert repair_texts(russian) == (russian, 0)
+    # Cyrillic in a Marathi dataset that is not mojibake (no valid UTF-8 behind it) stays too.
+    assert repair_texts(MARATHI + ["Привет"]) == (MARATHI + ["Привет"], 0)
+
+
+def test_the_loader_counts_repaired_texts(tmp_path):
+    rows = [(f"{MARATHI[i % 3]} {i}", "ab"[i % 2]) for i in range(10)] + [(mojibake(f"{MARATHI[0]} x"), "a")]
+    write_csv(tmp_path / "SHC_Valid.csv", rows)
+    _, info = load_mahanews(tmp_path)
+    assert info.repaired_texts == 1 and any("repaired 1 texts" in m for m in info.messages)
+    _, info = load_mahanews(tmp_path, repair_text=False)
+    assert info.repaired_texts == 0
+
+
+# --- the transfer set -----------------------------------------------------------------------------
+
+
+def test_transfer_texts_drop_eval_and_test_texts_and_repeats(tmp_path):
+    path = tmp_path / "transfer.txt"
+    path.write_text("a new sentence\n\n  held  out text \nA training text\na new sentence\nanother one\n",
+                    encoding="utf-8")
+    transfer = load_transfer_set(path, None, held_out=["held out text"], train=["A training text"])
+    assert transfer.texts == ["a new sentence", "another one"]
+    assert transfer.to_dict() == {"file": str(path), "read": 5, "dropped": 3, "dropped_eval_test": 1,
+                                  "duplicates": 2, "repaired": 0, "used": 2}
+
+
+def test_transfer_csv_reads_its_text_column(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("id,sentence\n1,first one\n2,second one\n", encoding="utf-8")
+    assert read_transfer_texts(path) == ["first one", "second one"]
+    path.write_text("id,body\n1,first one\n", encoding="utf-8")
+    assert read_transfer_texts(path, "BODY") == ["first one"]
+    with pytest.raises(JaxpruneError, match="no column 'words'"):
+        read_transfer_texts(path, "words")
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    (b"", "has no text"),
+    (b"\n  \n", "has no text"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00", "is binary"),
+    (b"caf\xe9\n", "is not UTF-8"),
+])
+def test_bad_transfer_files_are_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "transfer.txt"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(JaxpruneError, match=message) as error:
+        load_transfer_set(path, None, held_out=[])
+    assert "\n" not in str(error.value) and "`transfer_file`" in str(error.value)
+
+
+def test_a_transfer_set_of_only_held_out_texts_is_refused(tmp_path):
+    path = tmp_path / "transfer.txt"
+    path.write_text("x y\nz\n", encoding="utf-8")
+    with pytest.raises(JaxpruneError, match="every text of transfer file"):
+        load_transfer_set(path, None, held_out=["x  y", "z"])
+
+
+def test_joined_unlabelled_rows_carry_no_label_weight(minilm_folder):
+    from jaxprune.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(minilm_folder)
+    labelled = encode_split({"text": ["one", "two", "three"], "label": [2, 1, 2]}, tokenizer, 16)
+    unlabelled = encode_split({"text": ["four", "five"], "label": [0, 0]}, tokenizer, 16)
+    joined = join_unlabelled(labelled, unlabelled)
+    assert len(joined) == 5 and joined.labelled.tolist() == [True, True, True, False, False]
+    batch = make_batch(joined, np.array([0, 3, 4, 1]), 6)
+    assert batch["weight"].tolist() == [1, 1, 1, 1, 0, 0]
+    assert batch["label_weight"].tolist() == [1, 0, 0, 1, 0, 0]
+    plain = make_batch(labelled, np.array([0, 1]), 3)
+    assert plain["label_weight"].tolist() == plain["weight"].tolist() == [1, 1, 0]
+    with pytest.raises(JaxpruneError, match="same max length"):
+        join_unlabelled(labelled, encode_split({"text": ["x"], "label": [0]}, tokenizer, 64))
+
+
+# --- the pipeline: fine-tuning after compaction with a transfer set --------------------------------
+
+
+def recipe_config(tmp_path, model, data_dir, transfer_file, output="run") -> ExperimentConfig:
+    return ExperimentConfig(
+        student=TrainConfig(epochs=1, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
+                            pruning=PruningConfig(sparsity=0.5), distillation=DistillationConfig()),
+        teacher=TrainConfig(epochs=1, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3)),
+        model=str(model), dataset="mahanews", data_dir=str(data_dir), max_length=32,
+        output_dir=str(tmp_path / output), teacher_cache=str(tmp_path / "teachers"), speed_repeats=1,
+        finetune_epochs=2, transfer_file=str(transfer_file),
+    )
+
+
+def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_folder, tiny_data_dir):
+    splits, _ = load_mahanews(tiny_data_dir)
+    eval_text = splits["eval"]["text"][0]
+    transfer_file = tmp_path / "transfer.txt"
+    new_texts = [f"मुख्यमंत्र्यांनी नवी घोषणा {i}" for i in range(11)]
+    transfer_file.write_text("\n".join(new_texts + [eval_text, splits["train"]["text"][0]]), encoding="utf-8")
+    config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file)
+    results = train_and_evaluate(config, log=lambda message: None)
+
+    assert results["data"]["transfer"] == {"file": str(transfer_file), "read": 13, "dropped": 2,
+                                           "dropped_eval_test": 1, "duplicates": 1, "repaired": 0, "used": 11}
+    finetune = results["finetune"]
+    # 18 training texts + 11 transfer texts, one bucket, batches of 8: 4 steps an epoch.
+    assert finetune["examples_per_epoch"] == 29 and finetune["steps"] == 2 * 4
+    assert finetune["logits_reused"] is False and Path(finetune["logits_file"]).is_file()
+    assert np.load(finetune["logits_file"]).shape == (11, 3)
+    assert 0.0 <= results["accuracy_before_finetune"] <= 1.0
+    assert results["train_steps"] == 3  # the pruning phase saw the labelled texts only
+    assert not (tmp_path / "run" / "checkpoints-finetune").exists()
+    written = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert written["finetune"]["steps"] == 8
+
+    # The compacted folder holds the fine-tuned student: it differs from the masked one before it.
+    from jaxprune.models.loading import from_pretrained
+
+    compacted, compact_config = from_pretrained(results["compacted_dir"])
+    pruned, _ = from_pretrained(results["pruned_dir"])
+    assert compact_config.num_labels == 3
+    head = "classifier"
+    assert not np.allclose(np.asarray(compacted[head]["kernel"]), np.asarray(pruned[head]["kernel"]))
+
+    # Another run of the same teacher and texts reuses the cached transfer logits.
+    again = train_and_evaluate(recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "again"),
+                               log=lambda message: None)
+    assert again["finetune"]["logits_reused"] is True
+    assert again["finetune"]["logits_file"] == finetune["logits_file"]
+
+
+def test_run_py_refuses_a_transfer_file_it_would_not_use(tmp_path, repo_script, capsys):
+    run = repo_script("experiments/run.py")
+    transfer = tmp_path / "t.txt"
+    transfer.write_text("a text\n", encoding="utf-8")
+    assert run.main(["--transfer-file", str(transfer), "--output-dir", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--transfer-file" in line and "--finetune-epochs" in line and "--distill" in line
+    assert run.main(["--distill-layers", "--output-dir", str(tmp_path / "out")]) == 2
+    assert "add --distill" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
