@@ -190,3 +190,19 @@ def test_run_py_refuses_a_transfer_file_it_would_not_use(tmp_path, repo_script, 
     assert run.main(["--distill-layers", "--output-dir", str(tmp_path / "out")]) == 2
     assert "add --distill" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content, fragment", [(None, "does not exist"), (b"\x00\x01\x02", "is binary")])
+def test_run_py_rejects_a_bad_transfer_file_before_training(tmp_path, tiny_model_folder, tiny_data_dir,  # noqa: F811
+                                                            repo_script, capsys, content, fragment):
+    transfer = tmp_path / "transfer.txt"
+    if content is not None:
+        transfer.write_bytes(content)
+    run = repo_script("experiments/run.py")
+    code = run.main(["--model", str(tiny_model_folder), "--data-dir", str(tiny_data_dir), "--distill",
+                     "--finetune-epochs", "1", "--transfer-file", str(transfer), "--max-length", "32",
+                     "--output-dir", str(tmp_path / "out"), "--teacher-cache", str(tmp_path / "teachers")])
+    assert code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert fragment in line and "--transfer-file" in line and str(transfer) in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "teachers").exists()
