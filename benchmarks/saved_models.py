@@ -9,10 +9,14 @@ alternated, median) at the batch shape and precision asked for, on whatever
 device is present; so the speed column of a results table can be re-measured
 after a code change or on another machine without training again.
 
-    python benchmarks/saved_models.py results/table1/s25 results/table1/s50 results/table1/s75
-    python benchmarks/saved_models.py results/table1/* --batch-size 32 --length 96 --dtype bfloat16
+    python benchmarks/saved_models.py results/table1/s25/seed0 results/table1/s50/seed0
+    python benchmarks/saved_models.py results/table1/*/seed0 --batch-size 32 --length 96 --dtype bfloat16
 
 Results go to ``benchmarks/results/saved_models_<device>_<date>.{json,md}``.
+
+:func:`time_models` times any number of saved models together (loaded and compiled first,
+then timed in interleaved rounds): ``experiments/table1.py`` times the teacher and every
+row's compacted model with it, so all of Table I's times come from one side-by-side run.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import datetime
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from experiments.cli_args import Parser, run_script, whole_number
 
@@ -38,6 +44,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=whole_number(1), default=10, help="timed rounds per model")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     return parser.parse_args(argv)
+
+
+def time_models(models: Mapping[str, str | os.PathLike], *, batch_size: int, seq_length: int,
+                dtype: str = "float32", repeats: int = 10, warmup: int = 2,
+                log: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Time saved models side by side: each loaded (``from_pretrained``) and compiled first, then
+    ``warmup`` untimed rounds and ``repeats`` timed rounds, each round calling every model once in
+    order (A B C, A B C, ...), so drift of the machine hits them all alike.
+
+    Args:
+      models: a name for each model folder (or hub id).
+      batch_size / seq_length: the random ``input_ids`` (B, T) int32 every model reads.
+      dtype: compute dtype name (params stay float32).
+
+    Returns:
+      JSON-ready dict: ``device``, ``batch_size``, ``seq_length``, ``dtype``, ``repeats``,
+      ``warmup`` and ``models``: for each name its ``path``, ``params``, ``compile_s``,
+      ``median_s``, ``min_s``, ``max_s``, ``sequences_per_s`` and ``times_s`` (seconds per batch).
+    """
+    import jax.numpy as jnp
+
+    from jaxprune.evaluation.timing import compiled_forward, device_description, summarize, time_side_by_side
+    from jaxprune.models.bert import count_params
+    from jaxprune.models.loading import from_pretrained
+
+    runs, loaded = {}, {}
+    for name, folder in models.items():
+        log(f"[saved_models] compiling {name}: {folder}")
+        params, config = from_pretrained(folder)
+        runs[name], compile_s = compiled_forward(params, config, batch_size, seq_length, jnp.dtype(dtype))
+        loaded[name] = {"path": str(folder), "params": count_params(params), "compile_s": compile_s}
+    log(f"[saved_models] timing {len(runs)} models side by side, {repeats} rounds")
+    times = time_side_by_side(runs, repeats=repeats, warmup=warmup)
+    return {"device": device_description(), "batch_size": batch_size, "seq_length": seq_length,
+            "dtype": jnp.dtype(dtype).name, "repeats": repeats, "warmup": warmup,
+            "models": {name: {**loaded[name], **summarize(times[name], batch_size), "times_s": times[name]}
+                       for name in runs}}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -439,25 +439,6 @@ def test_run_py_starts_from_the_preset_and_applies_the_flags_given(repo_script):
         presets.preset("huge")
 
 
-def test_table1_builds_the_configs_run_py_would(tmp_path, repo_script):
-    """table1.py builds each row's config directly; it equals run.py's for the command it prints."""
-    table1, run = repo_script("experiments/table1.py"), repo_script(RUN)
-    args = argparse.Namespace(data_dir="data", model=None, pooling="cls", output_dir=str(tmp_path), epochs=2,
-                              teacher_epochs=None, batch_size=4, max_length=None, precision="fp32", seed=1,
-                              vocab_corpus="corpus.txt")
-    base = table1.base_config(args)
-    (tmp_path / "s50").mkdir()
-    (tmp_path / "s50" / "results.json").write_text("{}")  # a finished row is resumed (skipped)
-    rows = table1.experiments([0.5], [0.75])
-    assert [name for name, *_ in rows] == ["s50", "s50-kd", "s75-kd-vocab"]
-    for name, sparsity, distill, prune_vocab in rows:
-        config = table1.row_config(base, tmp_path / name, sparsity, distill, prune_vocab, args.vocab_corpus)
-        command = table1._command(args, config).split()
-        assert command[:2] == ["python", "experiments/run.py"]
-        assert config == run.build_config(run.parse_args(command[2:]))
-        assert config.resume == (name == "s50")
-
-
 def test_run_says_how_to_resume_after_ctrl_c(tmp_path, capsys, monkeypatch, repo_script):
     import jaxprune.experiment
 
