@@ -121,7 +121,7 @@ def compiled_train_step(
     """
     tx = make_optimizer(config, pruner, total_steps)
     step = make_train_step(model_config, config, pruner, tx)
-    state = create_train_state(params, config, pruner, tx)
+    state = create_train_state(params, config, pruner, tx, model_config)
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start

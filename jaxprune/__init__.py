@@ -35,6 +35,7 @@ _EXPORTS = {
     "save_pretrained": "jaxprune.models.loading",
     "cross_entropy": "jaxprune.training.losses",
     "distillation_loss": "jaxprune.training.losses",
+    "layer_distillation_loss": "jaxprune.training.losses",
     "TrainConfig": "jaxprune.training.config",
     "OptimizerConfig": "jaxprune.training.config",
     "PruningConfig": "jaxprune.training.config",

@@ -20,7 +20,7 @@ import pytest
 from jaxprune import mask
 from jaxprune.models.bert import BertForSequenceClassification, attend, inference_logits
 from jaxprune.models.bert_rules import bert_rules
-from jaxprune.training.losses import cross_entropy, distillation_loss
+from jaxprune.training.losses import cross_entropy, distillation_loss, init_layer_maps, layer_distillation_loss
 
 def _inputs(vocab_size: int, batch: int = 3, length: int = 8):
     ids = jax.random.randint(jax.random.key(1), (batch, length), 0, vocab_size)
@@ -78,6 +78,10 @@ def test_losses_are_strict():
     teacher = jax.random.normal(jax.random.key(5), (4, 3), jnp.float32)
     labels = jnp.array([0, 2, 1, 0], jnp.int32)
     weight = jnp.array([1.0, 1.0, 0.0, 1.0], jnp.float32)
+    student_hidden = [jax.random.normal(jax.random.key(6 + i), (4, 5, 8), jnp.bfloat16) for i in range(2)]
+    teacher_hidden = [jax.random.normal(jax.random.key(8 + i), (4, 5, 8), jnp.float32) for i in range(2)]
+    token_mask = jnp.ones((4, 5), jnp.int32).at[0, 3:].set(0)
     with jax.numpy_dtype_promotion("strict"):
-        losses = (cross_entropy(student, labels, weight), distillation_loss(student, teacher, 2.0, weight))
+        losses = (cross_entropy(student, labels, weight), distillation_loss(student, teacher, 2.0, weight),
+                  layer_distillation_loss(student_hidden, teacher_hidden, init_layer_maps(2, 8), token_mask, weight))
     assert all(loss.dtype == jnp.float32 and np.isfinite(float(loss)) for loss in losses)

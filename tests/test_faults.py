@@ -22,7 +22,7 @@ import pytest
 
 import jaxprune.training.loop as fit_lib
 from jaxprune.data.batching import epoch_plan
-from jaxprune.training.checkpoint import Checkpointer, NonFiniteStateError, tree_is_finite
+from jaxprune.training.checkpoint import STATE_FORMAT, Checkpointer, NonFiniteStateError, tree_is_finite
 from jaxprune.errors import JaxpruneError
 from jaxprune.experiment.runlock import LOCK_NAME, hold_folder_lock
 from jaxprune.training.step import create_train_state, make_optimizer
@@ -276,7 +276,7 @@ def test_a_checkpoint_of_the_former_train_state_is_refused_in_one_line(tmp_path)
                 fingerprint="run-a", stop_after_steps=0)
     meta_file = folder / "0" / "meta" / "metadata"
     meta = json.loads(meta_file.read_text())
-    assert meta["state_format"] == 2
+    assert meta["state_format"] == STATE_FORMAT
     meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "state_format"}))
 
     with pytest.raises(JaxpruneError, match=r"^the checkpoint in .* was written by an earlier jaxprune .* cannot be "

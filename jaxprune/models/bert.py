@@ -210,14 +210,17 @@ class BertEncoder(nn.Module):
     dtype: Any = jnp.float32
 
     @nn.compact
-    def __call__(self, x: Array, attention_mask: Array, deterministic: bool) -> Array:
+    def __call__(self, x: Array, attention_mask: Array, deterministic: bool) -> tuple[Array, tuple[Array, ...]]:
+        """``(output, hidden)``: the last layer's output and every layer's, (B, T, H) each in the compute dtype."""
         cfg = self.config
+        outputs = []
         # A Python loop, not nn.scan: layers may differ in shape after compaction.
         for i in range(cfg.num_hidden_layers):
             x = BertLayer(
                 cfg, cfg.layer_heads(i), cfg.layer_intermediate(i), self.dtype, name=f"layer_{i}"
             )(x, attention_mask, deterministic)
-        return x
+            outputs.append(x)
+        return x, tuple(outputs)
 
 
 def mean_pool(hidden: Array, attention_mask: Array) -> Array:
@@ -231,7 +234,10 @@ class BertForSequenceClassification(nn.Module):
     """BERT encoder + pooling (``config.classifier_pooling``) + classifier.
 
     Call with ``input_ids`` (B, T) int, ``attention_mask`` (B, T) int/bool and
-    optionally ``token_type_ids`` (B, T); returns logits (B, num_labels) float32.
+    optionally ``token_type_ids`` (B, T); returns logits (B, num_labels) float32. With
+    ``return_hidden=True`` it returns ``(logits, hidden)``: ``hidden`` holds the output of
+    every encoder layer, (B, T, H) each in the compute dtype (layer distillation reads them;
+    the logits are the same either way).
     """
 
     config: BertConfig
@@ -244,22 +250,23 @@ class BertForSequenceClassification(nn.Module):
         attention_mask: Array | None = None,
         token_type_ids: Array | None = None,
         deterministic: bool = True,
-    ) -> Array:
+        return_hidden: bool = False,
+    ) -> Array | tuple[Array, tuple[Array, ...]]:
         cfg = self.config
         if attention_mask is None:
             attention_mask = jnp.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
         x = BertEmbeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, deterministic)
-        x = BertEncoder(cfg, self.dtype, name="encoder")(x, attention_mask, deterministic)
+        x, hidden = BertEncoder(cfg, self.dtype, name="encoder")(x, attention_mask, deterministic)
         if cfg.classifier_pooling == "mean":
             pooled = mean_pool(x, attention_mask).astype(self.dtype)
         else:
             pooled = jnp.tanh(_dense(cfg.hidden_size, self.dtype, "pooler")(x[:, 0]))
         dropout = cfg.classifier_dropout if cfg.classifier_dropout is not None else cfg.hidden_dropout_prob
         pooled = nn.Dropout(dropout)(pooled, deterministic=deterministic)
-        logits = _dense(cfg.num_labels, self.dtype, "classifier")(pooled)
-        return logits.astype(jnp.float32)
+        logits = _dense(cfg.num_labels, self.dtype, "classifier")(pooled).astype(jnp.float32)
+        return (logits, hidden) if return_hidden else logits
 
 
 # On CPU, inference feeds the model this many tokens at a time: batches of 32 x 128

@@ -2,5 +2,5 @@
 
 :mod:`.config` (``TrainConfig`` and its nested parts), :mod:`.step` (``TrainState``,
 ``create_train_state``, ``train_step``), :mod:`.loop` (``fit``), :mod:`.checkpoint` (orbax),
-:mod:`.losses` (cross-entropy and distillation).
+:mod:`.losses` (cross-entropy, distillation and layer distillation).
 """

@@ -1,7 +1,7 @@
 """Periodic, atomic checkpoints of the whole training state with orbax.
 
-A checkpoint holds the train state pytree (params, block scores, both
-optimizer states, step, RNG key data) and a small JSON record of where the
+A checkpoint holds the train state pytree (params, block scores, layer-distillation
+maps, the optimizer state, step, RNG key data) and a small JSON record of where the
 data order stands (epoch, batch within the epoch) and which run it belongs
 to. orbax writes each step into a temporary folder and renames it when
 complete, so an interrupted save is never restored.
@@ -91,8 +91,9 @@ def _join_threads_started_since(before: set[threading.Thread], timeout_s: float 
 
 
 # What the saved train state looks like: 1 had separate weight and score optimizer states,
-# 2 has the pruner's one optimizer state over (params, scores).
-STATE_FORMAT = 2
+# 2 the pruner's one optimizer state over (params, scores), 3 adds the layer-distillation maps
+# (``maps``) and the optimizer state over ((params, maps), scores).
+STATE_FORMAT = 3
 
 
 class Checkpointer:
@@ -173,10 +174,11 @@ class Checkpointer:
                 f"the checkpoint in {self.folder} belongs to a run with other settings; resume with the "
                 f"same settings, or use a new `checkpoint_dir`"
             )
-        if meta.get("state_format", 1) != STATE_FORMAT:
+        state_format = meta.get("state_format", 1)
+        if state_format != STATE_FORMAT:
             raise JaxpruneError(
-                f"the checkpoint in {self.folder} was written by an earlier jaxprune (its train state had two "
-                f"optimizer states, today's has one) and cannot be resumed; start the run again in a new "
+                f"the checkpoint in {self.folder} was written by an earlier jaxprune (train state format "
+                f"{state_format}, today's is {STATE_FORMAT}) and cannot be resumed; start the run again in a new "
                 f"`checkpoint_dir`"
             )
         restored = self._manager.restore(

@@ -164,6 +164,10 @@ class TrainConfig:
         return self.distillation is not None
 
     @property
+    def distills_layers(self) -> bool:
+        return self.distillation is not None and self.distillation.distills_layers
+
+    @property
     def sparsity(self) -> float:
         """The pruning's target sparsity (0 when the run does not prune)."""
         return self.pruning.sparsity if self.pruning is not None else 0.0

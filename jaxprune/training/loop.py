@@ -31,7 +31,7 @@ from jaxprune.training.step import (
     make_train_step,
 )
 
-_BATCH_FIELDS = (*MODEL_INPUTS, "labels", "weight")
+_BATCH_FIELDS = (*MODEL_INPUTS, "labels", "weight", "label_weight")
 
 
 @dataclasses.dataclass
@@ -64,7 +64,11 @@ def fit(
 
     Distillation targets are a batch field either way: ``teacher_logits`` (N, C) are cached
     logits for the rows of ``train`` (the default); ``teacher`` (``(teacher_params,
-    teacher_config)``) fills each batch's targets with a jitted teacher call instead.
+    teacher_config)``) fills each batch's targets with a jitted teacher call instead. Layer
+    distillation (``config.distillation.layer_weight > 0``) needs ``teacher``: the teacher's
+    hidden states are computed every step, and its logits from the same call are the KD
+    targets (cached ``teacher_logits`` are then unused). The teacher runs with its own
+    config; it must have the student's depth and hidden size.
 
     Args:
       checkpoint_dir: where orbax checkpoints go (every ``checkpoint_every``
@@ -83,13 +87,15 @@ def fit(
     """
     if config.distills and teacher_logits is None and teacher is None:
         raise JaxpruneError("distillation needs the teacher: pass teacher_logits or teacher")
+    if config.distills_layers:
+        _check_layer_teacher(model_config, teacher)
     steps_per_epoch = num_batches(train, config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     pruner = (config.pruning.build(params, model_config, total_steps) if config.pruning is not None
               else Pruner.from_rules(params, []))
     tx = make_optimizer(config, pruner, total_steps)
     parallel = parallel if parallel is not None else Parallel.create()
-    state = create_train_state(params, config, pruner, tx)
+    state = create_train_state(params, config, pruner, tx, model_config)
     state_shardings = parallel.shardings(state)
     state = parallel.put(state, state_shardings)
     rows_per_step = parallel.padded_batch_size(config.batch_size)  # weight-0 rows fill the rest
@@ -111,9 +117,9 @@ def fit(
 
     step_fn = make_train_step(model_config, config, pruner, tx, state_shardings)
     teacher_fn = None
-    if config.distills and teacher_logits is None:
+    if config.distills and (teacher_logits is None or config.distills_layers):
         teacher_params = parallel.put_replicated(teacher[0])
-        teacher_fn = make_teacher_fn(teacher[1], config.compute_dtype)
+        teacher_fn = make_teacher_fn(teacher[1], config.compute_dtype, hidden=config.distills_layers)
 
     def finished() -> FitResult:
         final = to_host(pruner.apply(state.params, state.scores, total_steps))
@@ -174,7 +180,7 @@ def fit(
                     host["teacher_logits"] = teacher_logits[batch["index"]]
                 inputs = parallel.put_batch(host)
                 if teacher_fn is not None:
-                    inputs["teacher_logits"] = teacher_fn(teacher_params, inputs)
+                    inputs.update(teacher_fn(teacher_params, inputs))
                 state, metrics = step_fn(state, inputs)
                 step, next_batch = step + 1, next_batch + 1
                 history_arrays.append(metrics)
@@ -204,6 +210,19 @@ def fit(
         if checkpointer is not None:
             checkpointer.close()
     return finished()
+
+
+def _check_layer_teacher(model_config: BertConfig, teacher: tuple[Any, BertConfig] | None) -> None:
+    if teacher is None:
+        raise JaxpruneError("layer distillation computes the teacher's hidden states every step; pass "
+                            "teacher=(teacher_params, teacher_config)")
+    teacher_config = teacher[1]
+    if (teacher_config.num_hidden_layers, teacher_config.hidden_size) != (model_config.num_hidden_layers,
+                                                                           model_config.hidden_size):
+        raise JaxpruneError(
+            f"layer distillation pairs layers of the same size: the teacher has {teacher_config.num_hidden_layers} "
+            f"layers of {teacher_config.hidden_size}, the student {model_config.num_hidden_layers} of "
+            f"{model_config.hidden_size}; turn it off (layer_weight 0) for this student")
 
 
 def _to_host(history: list[dict[str, Any]]) -> list[dict[str, float]]:
