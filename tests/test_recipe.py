@@ -206,3 +206,22 @@ def test_run_py_rejects_a_bad_transfer_file_before_training(tmp_path, tiny_model
     (line,) = capsys.readouterr().err.splitlines()
     assert fragment in line and "--transfer-file" in line and str(transfer) in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "teachers").exists()
+
+
+def test_layer_distillation_through_pruning_and_fine_tuning(tmp_path, tiny_model_folder, tiny_data_dir):  # noqa: F811
+    import dataclasses
+
+    transfer_file = tmp_path / "transfer.txt"
+    transfer_file.write_text("\n".join(f"बँकेने नवी योजना {i}" for i in range(5)), encoding="utf-8")
+    config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file)
+    config = config.replace(student=config.student.replace(
+        distillation=dataclasses.replace(config.student.distillation, layer_weight=1.0)))
+    results = train_and_evaluate(config, log=lambda message: None)
+    assert results["config"]["student"]["layer_weight"] == 1.0
+    # Both phases ran; the compacted (narrower) student distilled its layers from the full teacher.
+    assert results["train_steps"] == 3 and results["finetune"]["steps"] == 2 * 3  # 18 + 5 texts, batches of 8
+    assert results["finetune"]["final_loss"] is not None and np.isfinite(results["finetune"]["final_loss"])
+    from jaxprune.models.loading import from_pretrained
+
+    params, _ = from_pretrained(results["compacted_dir"])
+    assert set(params) == {"classifier", "embeddings", "encoder", "pooler"}  # no layer maps in the model
