@@ -163,6 +163,11 @@ def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_f
     assert not (tmp_path / "run" / "checkpoints-finetune").exists()
     written = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
     assert written["finetune"]["steps"] == 8
+    from jaxprune.experiment.summary import summary_table
+
+    summary = summary_table(results)
+    assert "11 texts used of 13 read (1 equal to eval/test texts and 1 repeats dropped)" in summary
+    assert f"eval accuracy {results['accuracy_before_finetune']:.4f} before, {results['accuracy']:.4f} after" in summary
 
     # The compacted folder holds the fine-tuned student: it differs from the masked one before it.
     from jaxprune.models.loading import from_pretrained

@@ -35,9 +35,36 @@ def _data_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
         overlap = "; ".join(
             f"{name}: {n} texts also in training" + (" left out" if info["overlap_removed"].get(name) else " kept")
             if n else f"{name}: no text in training" for name, n in info["overlap"].items())
+        repaired = f"; {info['repaired_texts']} CP866 mojibake texts repaired" if info.get("repaired_texts") else ""
         rows.append(("data cleaning", f"{info['duplicate_rows']:,} duplicate rows collapsed "
-                                      f"({info['label_conflicts']} with conflicting labels); {overlap}"))
+                                      f"({info['label_conflicts']} with conflicting labels); {overlap}{repaired}"))
+        transfer = info.get("transfer")
+        if transfer:
+            rows.append(("transfer set", f"{transfer['used']:,} texts used of {transfer['read']:,} read "
+                                         f"({transfer['dropped_eval_test']:,} equal to eval/test texts and "
+                                         f"{transfer['duplicates']:,} repeats dropped)"))
     return rows
+
+
+def _finetune_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
+    finetune = results.get("finetune")
+    if not finetune:
+        return []
+    return [("fine-tuning after compaction",
+             f"{finetune['epochs']} epochs of {finetune['examples_per_epoch']:,} examples ({finetune['steps']} steps, "
+             f"{finetune['train_seconds']:.0f} s); eval accuracy {results['accuracy_before_finetune']:.4f} before, "
+             f"{results['accuracy']:.4f} after")]
+
+
+def _time_row(results: dict[str, Any]) -> tuple[str, str]:
+    parts = [f"pruning {results['train_seconds']:.0f} s"]
+    if results.get("finetune"):
+        parts.append(f"fine-tuning {results['finetune']['train_seconds']:.0f} s")
+        if results["finetune"].get("logits_seconds") is not None:
+            parts.append(f"transfer logits {results['finetune']['logits_seconds']:.0f} s")
+    if results.get("run_seconds") is not None:
+        parts.append(f"whole run {results['run_seconds']:.0f} s")
+    return ("time", ", ".join(parts))
 
 
 def _accuracy_row(results: dict[str, Any], prefix: str, split: str) -> tuple[str, str]:
@@ -67,16 +94,18 @@ def summary_table(results: dict[str, Any]) -> str:
         _accuracy_row(results, "", "eval"),
         ("macro-F1 (eval)", f"teacher {results['teacher_macro_f1']:.4f}, student {results['macro_f1']:.4f}"),
         *test_rows,
+        *_finetune_rows(results),
         ("encoder sparsity", f"{results['encoder_sparsity']:.3f}"),
         *_vocabulary_rows(results),
         ("params (total / non-zero)", f"{results['params_total']:,} / {results['params_nonzero']:,}"),
         ("params after compaction", f"{results['params_after_compaction']:,}"),
         ("inference speedup", f"{speed.get('speedup', float('nan')):.2f}x compacted vs dense (batch "
                               f"{speed.get('batch_size')}, length {speed.get('seq_length')}, {speed.get('device', '?')})"),
-        ("train time", f"{results['train_seconds']:.1f} s"),
+        _time_row(results),
         ("emissions / energy", emissions),
         ("pruned model", f"{results['pruned_dir']} (masked, full size)"),
-        ("compacted model", f"{results['compacted_dir']} (pruned rows and heads removed)"),
+        ("compacted model", f"{results['compacted_dir']} (pruned rows and heads removed"
+                            f"{', then fine-tuned' if results.get('finetune') else ''})"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
