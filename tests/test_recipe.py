@@ -230,3 +230,31 @@ def test_layer_distillation_through_pruning_and_fine_tuning(tmp_path, tiny_model
 
     params, _ = from_pretrained(results["compacted_dir"])
     assert set(params) == {"classifier", "embeddings", "encoder", "pooler"}  # no layer maps in the model
+
+
+def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_folder,  # noqa: F811
+                                                                         tiny_data_dir, monkeypatch):
+    import jaxprune.experiment.finetune as finetune_lib
+
+    transfer_file = tmp_path / "transfer.txt"
+    transfer_file.write_text("\n".join(f"शेअर बाजाराने उसळी घेतली {i}" for i in range(6)), encoding="utf-8")
+    clean = train_and_evaluate(recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "clean"),
+                               log=lambda message: None)
+
+    real_fit = finetune_lib.fit
+
+    def interrupted_fit(*args, **kwargs):  # Ctrl-C after 3 fine-tuning steps, as the loop reports it
+        real_fit(*args, stop_after_steps=3, **kwargs)
+        raise KeyboardInterrupt
+
+    config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "cut")
+    monkeypatch.setattr(finetune_lib, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(config, log=lambda message: None)
+    assert any((tmp_path / "cut" / "checkpoints-finetune").iterdir())  # kept for --resume
+    monkeypatch.setattr(finetune_lib, "fit", real_fit)
+    resumed = train_and_evaluate(config.replace(resume=True), log=lambda message: None)
+    assert resumed["finetune"]["resumed_from_step"] == 3
+    for key in ("accuracy_before_finetune", "accuracy", "macro_f1"):
+        assert resumed[key] == clean[key]
+    assert resumed["finetune"]["final_loss"] == pytest.approx(clean["finetune"]["final_loss"], abs=0)

@@ -155,6 +155,8 @@ def fit(
             # loop's bookkeeping below it cannot record a position out of step with the state.
             # (Saving reads the arrays anyway, so reading state.step here costs no extra sync.)
             saved_step = int(state.step)
+            if saved_step == checkpointer.latest_step():
+                return  # the state was restored from (or just saved as) this checkpoint: nothing new
             done_epochs, done_batches = divmod(saved_step, steps_per_epoch)
             try:
                 checkpointer.save(saved_step, state, {"epoch": done_epochs, "batch": done_batches})
