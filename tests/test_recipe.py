@@ -258,3 +258,28 @@ def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path
     for key in ("accuracy_before_finetune", "accuracy", "macro_f1"):
         assert resumed[key] == clean[key]
     assert resumed["finetune"]["final_loss"] == pytest.approx(clean["finetune"]["final_loss"], abs=0)
+
+
+def test_a_compacted_model_with_empty_layers_checkpoints_and_resumes_exactly(tmp_path):
+    """A layer left with no heads and no neurons has zero-size arrays, which orbax cannot write:
+    fine-tuning such a student must still checkpoint, and resume bit for bit."""
+    import jax
+
+    import jaxprune.training.loop as fit_lib
+    from jaxprune.models.bert import init_params
+    from tests.test_pipeline import keyword_task, leaves_equal, tiny_config
+
+    config = tiny_config(vocab_size=64).replace(heads_per_layer=(3, 0), intermediate_sizes=(40, 0))
+    params = init_params(config, jax.random.key(1))
+    assert params["encoder"]["layer_1"]["attention"]["key"]["bias"].size == 0
+    train, teacher_logits = keyword_task(24), np.random.default_rng(0).normal(size=(24, 3)).astype(np.float32)
+    settings = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
+                           distillation=DistillationConfig())
+    common = dict(teacher_logits=teacher_logits, fingerprint="ft", checkpoint_every=2)
+    clean = fit_lib.fit(params, config, settings, train, **common)
+    folder = str(tmp_path / "checkpoints")
+    fit_lib.fit(params, config, settings, train, checkpoint_dir=folder, stop_after_steps=3, **common)
+    resumed = fit_lib.fit(params, config, settings, train, checkpoint_dir=folder, resume=True, **common)
+    assert resumed.resumed_from_step == 3 and resumed.params["encoder"]["layer_1"]["attention"]["key"]["bias"].shape == (0,)
+    assert leaves_equal(resumed.state.params, clean.state.params)
+    assert leaves_equal(resumed.state.opt_state, clean.state.opt_state)

@@ -40,6 +40,13 @@ def _abstract(tree: Any) -> Any:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), tree)
 
 
+def _without_empty(tree: Any) -> Any:
+    """``tree`` with each zero-size leaf as one zero of its dtype: orbax cannot write an empty array,
+    and a compacted layer without heads or neurons has some (its key bias is (0,)). Restoring maps
+    them back to the target's empty leaves, so their stand-ins never reach a state."""
+    return jax.tree_util.tree_map(lambda x: jnp.zeros((1,), x.dtype) if x.size == 0 else x, tree)
+
+
 @jax.jit
 def _leaves_finite(leaves: list[jax.Array]) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
@@ -140,7 +147,8 @@ class Checkpointer:
         try:
             self._manager.save(
                 step,
-                args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+                args=ocp.args.Composite(state=ocp.args.StandardSave(_without_empty(state)),
+                                        meta=ocp.args.JsonSave(meta)),
                 force=True,
             )
             # orbax writes in background threads: a write error surfaces here.
@@ -182,9 +190,11 @@ class Checkpointer:
                 f"`checkpoint_dir`"
             )
         restored = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(like_state)))
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(_without_empty(like_state))))
         )
-        return restored["state"], meta
+        state = jax.tree_util.tree_map(lambda saved, like: like if like.size == 0 else saved, restored["state"],
+                                       like_state)
+        return state, meta
 
     def close(self) -> None:
         try:
