@@ -52,9 +52,15 @@ def demo(**changes: Any) -> ExperimentConfig:
 
 def experiment(**changes: Any) -> ExperimentConfig:
     """Your own data: teacher and student 4 epochs each at batch 32 and 128 tokens, learning
-    rate 1e-4 (MahaNews, downloaded, unless ``data_dir`` or ``train_file`` is given)."""
+    rate 1e-4, then 2 epochs of fine-tuning the compacted student (MahaNews, downloaded, unless
+    ``data_dir`` or ``train_file`` is given).
+
+    Fine-tuning after compaction is the part of the student recipe that measured best on
+    MahaNews SHC (README: The student recipe): at 75% it took a student without distillation
+    from 77.9% to 80.6% (seed 0), for about 4 minutes on 2 CPU cores (120 compacted steps).
+    A transfer set (``transfer_file``) adds about 7 minutes an epoch per 18,000 texts."""
     return _preset(epochs=4, teacher_epochs=4, batch_size=32, learning_rate=1e-4, teacher_learning_rate=1e-4,
-                   max_length=128, dataset="mahanews", model=None).replace(**changes)
+                   max_length=128, dataset="mahanews", model=None, finetune_epochs=2).replace(**changes)
 
 
 def paper(**changes: Any) -> ExperimentConfig:
