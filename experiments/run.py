@@ -108,7 +108,7 @@ def make_parser() -> Parser:
                       help="unlabelled texts (one per line, or a CSV with --transfer-column) that the teacher labels "
                            "for the distillation term of the fine-tuning after compaction; texts equal to an eval "
                            "or test text are dropped (needs --distill and --finetune-epochs > 0, the experiment preset's default; "
-                           "18,194 texts cost about 3 minutes of teacher logits once, then 7 minutes an epoch at 75% "
+                           "18,194 texts cost about 3 minutes of teacher logits once, then 7 minutes an epoch at 75%% "
                            "on 2 CPU cores; default: none)")
     data.add_argument("--transfer-column", default=None, metavar="NAME",
                       help="the text column of a CSV --transfer-file (default: a text-like column name)")
@@ -116,7 +116,7 @@ def make_parser() -> Parser:
                    help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs})")
     p.add_argument("--finetune-epochs", type=whole_number(0), default=None,
                    help="epochs of training the compacted student further once its structure is final, with "
-                        "distillation when --distill (and the --transfer-file texts); on SHC at 75% an epoch of "
+                        "distillation when --distill (and the --transfer-file texts); on SHC at 75%% an epoch of "
                         "1,913 headlines costs about 2 minutes on 2 CPU cores (default: "
                         f"{DEMO.finetune_epochs}; experiment: {EXPERIMENT.finetune_epochs})")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
