@@ -395,9 +395,10 @@ def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_
                                                                   repo_script, capsys):
     """experiments/teacher.py fine-tunes and evaluates the teacher alone; run.py with the same
     settings reuses it, and the exported models keep the mean pooling."""
+    # No fine-tuning after compaction (the experiment preset's default): compacted/ must compute what pruned/ does.
     flags = ["--model", str(tiny_model_folder), "--data-dir", str(tiny_data_dir), "--teacher-epochs", "1",
              "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--pooling", "mean",
-             "--teacher-cache", str(tmp_path / "teachers")]
+             "--teacher-cache", str(tmp_path / "teachers"), "--finetune-epochs", "0"]
     assert repo_script("experiments/teacher.py").main([*flags, "--output-dir", str(tmp_path / "t")]) == 0
     baseline = json.loads((tmp_path / "t" / "teacher.json").read_text(encoding="utf-8"))
     assert baseline["pooling"] == "mean" and baseline["teacher"]["reused"] is False
@@ -433,7 +434,7 @@ def test_run_with_a_pruned_vocabulary_exports_it(tmp_path, tiny_model_folder, ti
     flags = ["--model", str(tiny_model_folder), "--data-dir", str(tiny_data_dir), "--teacher-epochs", "1",
              "--epochs", "1", "--batch-size", "8", "--max-length", "32", "--sparsity", "0.5", "--distill",
              "--teacher-cache", str(tmp_path / "teachers"), "--output-dir", str(tmp_path / "run"),
-             "--prune-vocab", "--vocab-corpus", str(extra)]
+             "--prune-vocab", "--vocab-corpus", str(extra), "--finetune-epochs", "0"]  # compacted/ == pruned/
     assert repo_script("experiments/run.py").main(flags) == 0
     out = capsys.readouterr().out
     results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
