@@ -1,15 +1,15 @@
 """Evaluate a saved classifier on a MahaNews-format CSV.
 
-    python experiments/evaluate.py --model runs/s0.5-kd-topk-fp32/compacted \\
+    python experiments/evaluate.py --model runs/e5-small-mahanews-shc-s0.5-kd-topk-fp32/compacted \\
         --data-file ../shared/data/mahanews-shc/SHC_Valid.csv
 
 The model is any jaxprune or Hugging Face BERT classifier folder (dense,
 pruned or compacted) with its tokenizer; the CSV's labels are mapped by the
 model's label names. Writes accuracy, macro-F1 and per-class F1 as JSON next to
 the model, to <model folder>/eval_<csv name>.json (above:
-runs/s0.5-kd-topk-fp32/compacted/eval_SHC_Valid.json) unless --output names
-another file, and prints a summary. Bad input ends with one line on stderr and
-exit status 2.
+runs/e5-small-mahanews-shc-s0.5-kd-topk-fp32/compacted/eval_SHC_Valid.json) unless
+--output names another file, and prints a summary. Bad input ends with one line on
+stderr and exit status 2.
 """
 
 from __future__ import annotations

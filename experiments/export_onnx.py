@@ -1,6 +1,6 @@
 """Export a saved classifier (dense, pruned or compacted) to ONNX, for ONNX Runtime.
 
-    python experiments/export_onnx.py --model runs/s0.25-kd-topk-fp32/compacted \\
+    python experiments/export_onnx.py --model runs/e5-small-embedded-s0.25-kd-topk-fp32/compacted \\
         --output onnx/s25/model.onnx
 
 Writes the .onnx file (dynamic batch and length; inputs input_ids and attention_mask,

@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
+from pathlib import Path
 
 from experiments.cli_args import (
     fraction_kept,
@@ -113,7 +115,9 @@ def make_parser() -> Parser:
     data.add_argument("--transfer-column", default=None, metavar="NAME",
                       help="the text column of a CSV --transfer-file (default: a text-like column name)")
     p.add_argument("--epochs", type=whole_number(1), default=None,
-                   help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs})")
+                   help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs}, "
+                        f"raised on a small training set so that teacher and student train at least "
+                        f"{EXPERIMENT.min_steps} steps each, unless --epochs or --teacher-epochs is given)")
     p.add_argument("--finetune-epochs", type=whole_number(0), default=None,
                    help="epochs of training the compacted student further once its structure is final, with "
                         "distillation when --distill (and the --transfer-file texts); on SHC at 75%% an epoch of "
@@ -121,7 +125,8 @@ def make_parser() -> Parser:
                         f"{DEMO.finetune_epochs}; experiment: {EXPERIMENT.finetune_epochs})")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
                    help=f"epochs to fine-tune a model without a classifier head (default: {DEMO.teacher.epochs}; "
-                        f"experiment: {EXPERIMENT.teacher.epochs}; paper: {PAPER.teacher.epochs})")
+                        f"experiment: {EXPERIMENT.teacher.epochs}, raised on a small training set as for --epochs; "
+                        f"paper: {PAPER.teacher.epochs})")
     p.add_argument("--batch-size", type=whole_number(1), default=None,
                    help=f"examples per step (default: {DEMO.student.batch_size}; paper and experiment: "
                         f"{EXPERIMENT.student.batch_size})")
@@ -137,8 +142,10 @@ def make_parser() -> Parser:
     p.add_argument("--teacher-seed", type=whole_number(0), default=None,
                    help="seed of the eval split and of the teacher's head, data order and dropout; students of "
                         "several --seed values share one split and teacher when it is fixed (default: --seed)")
-    p.add_argument("--output-dir", default=None, help="where results.json and the models go (default: "
-                                                      "runs/s<sparsity>[-kd]-<method>-<precision>)")
+    p.add_argument("--output-dir", default=None,
+                   help="where results.json and the models go (default: runs/<model>-<data>-s<sparsity>[-kd]-"
+                        "<method>-<precision>, e.g. runs/e5-small-embedded-s0.25-kd-topk-fp32; <data> is "
+                        "the --data-dir folder's name or the --train-file's)")
     p.add_argument("--teacher-cache", default=DEMO.teacher_cache,
                    help="where fine-tuned teachers (and vocabulary-pruned models) are kept and reused")
     p.add_argument("--teacher-in-step", action="store_true",
@@ -166,11 +173,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 def preset_config(name: str, *, compute_dtype: str, seed: int, model: str | None = None, epochs: int | None = None,
                   teacher_epochs: int | None = None, batch_size: int | None = None, max_length: int | None = None,
                   learning_rate: float | None = None) -> ExperimentConfig:
-    """The preset ``name`` with the precision, seed and the sizes given (``None``: the preset's own)."""
+    """The preset ``name`` with the precision, seed and the sizes given (``None``: the preset's own).
+    Epochs given are kept as given: the preset's ``min_steps`` only raises its own."""
     config = presets.preset(name).replace_training(compute_dtype=compute_dtype, seed=seed,
                                                    **_given(batch_size=batch_size))
     student, teacher = config.student, config.teacher
+    chosen = epochs is not None or teacher_epochs is not None
     return config.replace(
+        min_steps=0 if chosen else config.min_steps,
         student=student.replace(**_given(epochs=epochs), optimizer=dataclasses.replace(
             student.optimizer, **_given(learning_rate=learning_rate))),
         teacher=teacher.replace(**_given(epochs=teacher_epochs)),
@@ -184,10 +194,34 @@ def _given(**values):
 
 
 def run_name(config: ExperimentConfig) -> str:
-    """The default output folder's name: ``s<sparsity>[-kd]-<method>-<fp32|bf16>``."""
+    """The default output folder's name, ``<model>-<data>-s<sparsity>[-kd]-<method>-<fp32|bf16>``:
+    runs of other models or data get other folders. The model is its name (``e5-small``), or a
+    folder's or hub id's last part; the data ``embedded`` (the offline corpus), the ``data_dir``
+    folder's name (and the MahaNews variant, when not SHC), the ``train_file``'s stem, or
+    ``mahanews-<variant>`` when downloaded."""
+    from jaxprune.models.sources import DEFAULT_MODEL
+
     student = config.student
     precision = "bf16" if student.compute_dtype == "bfloat16" else "fp32"
-    return f"s{student.sparsity:g}{'-kd' if student.distills else ''}-{student.pruning.method}-{precision}"
+    model = _name_part(Path(os.path.abspath(os.path.expanduser(config.model or DEFAULT_MODEL))).name, "model")
+    return (f"{model}-{_data_name(config)}-s{student.sparsity:g}{'-kd' if student.distills else ''}-"
+            f"{student.pruning.method}-{precision}")
+
+
+def _data_name(config: ExperimentConfig) -> str:
+    variant = "" if config.variant.upper() == "SHC" else f"-{config.variant.lower()}"
+    if config.train_file is not None:
+        return _name_part(Path(config.train_file).stem, "data")
+    if config.data_dir is not None:
+        return _name_part(Path(os.path.abspath(os.path.expanduser(config.data_dir))).name, "data") + variant
+    if config.dataset == "mahanews":
+        return f"mahanews-{config.variant.lower()}"
+    return "embedded"
+
+
+def _name_part(text: str, fallback: str) -> str:
+    """``text`` in letters, digits, ``.``, ``_`` and ``-`` only (others become ``-``), or ``fallback``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or fallback
 
 
 def _check_flags(args: argparse.Namespace) -> None:
@@ -217,15 +251,19 @@ _SAME_NAMES = ("pooling", "data_dir", "variant", "train_file", "eval_file", "tes
                "keep_checkpoints", "shard_params")
 
 
+def preset_name(args: argparse.Namespace) -> str:
+    """The preset a run starts from: ``--preset``, or the one the model and data call for."""
+    return args.preset or presets.default_preset(model=args.model, data_dir=args.data_dir, train_file=args.train_file)
+
+
 def build_config(args: argparse.Namespace) -> ExperimentConfig:
     """The ExperimentConfig of the flags: the preset's config (``--preset``, or the one the model
     and data call for) with the flags given applied."""
     from jaxprune.experiment.emissions import check_country
 
-    name = args.preset or presets.default_preset(model=args.model, data_dir=args.data_dir, train_file=args.train_file)
-    config = preset_config(name, compute_dtype=precision_dtype(args.precision), seed=args.seed, model=args.model,
-                           epochs=args.epochs, teacher_epochs=args.teacher_epochs, batch_size=args.batch_size,
-                           max_length=args.max_length, learning_rate=args.learning_rate)
+    config = preset_config(preset_name(args), compute_dtype=precision_dtype(args.precision), seed=args.seed,
+                           model=args.model, epochs=args.epochs, teacher_epochs=args.teacher_epochs,
+                           batch_size=args.batch_size, max_length=args.max_length, learning_rate=args.learning_rate)
     _check_flags(args)
     student = config.student.replace(
         pruning=dataclasses.replace(config.student.pruning, sparsity=args.sparsity, method=args.method,
@@ -268,7 +306,7 @@ def _run_and_report(args: argparse.Namespace) -> None:
     initialize_distributed()  # a multi-process run, when the environment describes one; before JAX starts
     config = build_config(args)
     print(f"jaxprune: {config.output_dir}: sparsity {config.student.sparsity}, distill {config.student.distills}, "
-          f"{config.student.pruning.method}, {config.student.compute_dtype}", flush=True)
+          f"{config.student.pruning.method}, {config.student.compute_dtype}, preset {preset_name(args)}", flush=True)
     results = train_and_evaluate(config)
     print(summary_table(results))
     print(f"results: {os.path.join(config.output_dir, 'results.json')}")

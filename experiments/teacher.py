@@ -27,12 +27,13 @@ def main(argv=None) -> int:
 def _baseline(args) -> None:
     import dataclasses
 
-    from jaxprune.experiment import majority_accuracy, teacher_baseline
+    from jaxprune.experiment import check_inputs, majority_accuracy, teacher_baseline
     from jaxprune.experiment.folders import prepare_output_dir, write_json
     from jaxprune.models.sources import describe
 
-    config = run_cli.build_config(args)
-    base = teacher_baseline(config)
+    inputs = check_inputs(run_cli.build_config(args))
+    config = inputs.config  # its epochs raised on a small training set (min_steps), as run.py's
+    base = teacher_baseline(config, inputs=inputs)
     out = prepare_output_dir(config.output_dir) / "teacher.json"
     labels = base.model_config.label_names
     majority = majority_accuracy(base.encoded_eval)

@@ -185,7 +185,8 @@ def test_run_rejects_a_max_length_beyond_the_position_table(tmp_path, inputs):
 def test_run_rejects_an_output_folder_it_cannot_write(tmp_path, inputs):
     out = inputs["a_file"] / "out"  # a path under a regular file: not creatable even as root
     result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
-                        "--output-dir", str(out), "--teacher-cache", str(tmp_path / "teachers")], tmp_path)
+                        "--output-dir", str(out), "--teacher-cache", str(tmp_path / "teachers"),
+                        "--max-length", "32"], tmp_path)  # good inputs: they are checked first
     _assert_one_error_line(result, "cannot write to output folder", "--output-dir")
     _assert_nothing_left(tmp_path / "teachers")
 
@@ -423,7 +424,7 @@ def test_run_py_starts_from_the_preset_and_applies_the_flags_given(repo_script):
 
     run = repo_script(RUN)
     config = run.build_config(run.parse_args(["--precision", "fp32"]))
-    assert config == presets.demo(output_dir=os.path.join("runs", "s0.25-topk-fp32"))
+    assert config == presets.demo(output_dir=os.path.join("runs", "e5-small-embedded-s0.25-topk-fp32"))
     paper = run.build_config(run.parse_args(["--preset", "paper", "--precision", "fp32", "--epochs", "5",
                                              "--sparsity", "0.5", "--distill"]))
     assert paper.model == PAPER_MODEL and paper.teacher == presets.paper().teacher

@@ -15,6 +15,8 @@ import importlib
 # name -> module that defines it
 _EXPORTS = {
     "ExperimentConfig": "jaxprune.experiment.config",
+    "Inputs": "jaxprune.experiment.baseline",
+    "check_inputs": "jaxprune.experiment.baseline",
     "check_precision": "jaxprune.experiment.baseline",
     "evaluate": "jaxprune.experiment.baseline",
     "majority_accuracy": "jaxprune.experiment.baseline",

@@ -1,8 +1,10 @@
 """The inputs of an experiment and its unpruned baseline: the backend's precision checked,
-the model and data loaded, the teacher got (:mod:`.teachers`) and evaluated."""
+the model and data loaded (:func:`check_inputs`, before anything is written), the teacher got
+(:mod:`.teachers`) and evaluated (:func:`teacher_baseline`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -17,11 +19,11 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.metrics import classification_report
 from jaxprune.evaluation.predict import predict_logits
 from jaxprune.experiment.config import ExperimentConfig
-from jaxprune.experiment.teachers import Log, prepare_teacher, prune_vocabulary_folder
+from jaxprune.experiment.teachers import Log, prepare_teacher, prune_vocabulary_folder, read_vocab_corpus
 from jaxprune.experiment.transfer import load_transfer_set
 from jaxprune.models.config import BertConfig
-from jaxprune.models.loading import checkpoint_labels, load_tokenizer
-from jaxprune.models.sources import model_folder
+from jaxprune.models.loading import check_weights, checkpoint_labels, load_tokenizer
+from jaxprune.models.sources import DEFAULT_MODEL, model_folder
 
 
 def check_precision(dtype: str) -> None:
@@ -96,36 +98,101 @@ class Baseline:
     encoded_transfer: Any = None
 
 
-def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
-    """Load model and data, get the teacher (fine-tuned once, then reused from the teacher
-    cache) and evaluate it on the eval split: the unpruned baseline of an experiment."""
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What an experiment reads, checked before anything is written (:func:`check_inputs`)."""
+
+    config: ExperimentConfig  # the config given, with the epochs its min_steps asks for on this data
+    folder: str  # the model's folder
+    model_labels: tuple[str, ...] | None  # the labels of a model that is already a classifier
+    tokenizer: Any  # the model's own
+    splits: Any  # datasets.DatasetDict: train, eval (and test)
+    data_info: Any  # jaxprune.data.DataInfo
+    transfer: Any = None  # the TransferSet (jaxprune.experiment.transfer), when the config names one
+
+
+def check_inputs(config: ExperimentConfig, log: Log = print) -> Inputs:
+    """Check and read everything ``config`` names, writing nothing (a named model is converted
+    once into its own model cache): the backend's precision, the model (config, position table,
+    labels, weights, tokenizer), the data, the transfer set and the vocabulary corpus. Then the
+    epochs are raised to ``config.min_steps`` on the training split's size (:meth:`with_min_steps`).
+
+    Called before the output folder is touched, so a bad input is reported as itself, never as
+    a clash with a finished run in that folder.
+    """
     check_precision(config.student.compute_dtype)
     check_precision(config.teacher.compute_dtype)
-
-    folder = model_folder(config.model)
-    # Checked here, not when timing the compacted model after training: longer inputs than the
-    # position table would read out of bounds.
-    positions = BertConfig.load(folder).max_position_embeddings
-    if config.max_length > positions:
-        raise JaxpruneError(f"max length {config.max_length} exceeds the model's {positions} position "
-                            f"embeddings; pass `max_length={positions}` or less")
-    model_labels = checkpoint_labels(folder)  # None: no trained head (e.g. MiniLM)
+    folder, model_labels, tokenizer = _check_model(config)
     splits, data_info = load_data(config, model_labels)
     for message in data_info.messages:
         log(f"data: {message}")
-    label_names = data_info.label_names
     transfer = None
     if config.transfer_file is not None:
         held_out = list(splits["eval"]["text"]) + (list(splits["test"]["text"]) if "test" in splits else [])
         transfer = load_transfer_set(config.transfer_file, config.transfer_column, held_out,
                                      train=splits["train"]["text"], repair_text=config.repair_text)
         log(transfer.message())
+    if config.prune_vocab and config.vocab_corpus:
+        read_vocab_corpus(config.vocab_corpus)  # only checked: vocabulary pruning reads it when it runs
+    resolved = _with_min_steps(config, len(splits["train"]), model_labels is None, log)
+    return Inputs(resolved, folder, model_labels, tokenizer, splits, data_info, transfer)
+
+
+@contextlib.contextmanager
+def _naming_model(given: str):
+    """Errors raised inside, naming `model` (run.py's --model) and the model given."""
+    try:
+        yield
+    except JaxpruneError as err:
+        message = str(err)
+        raise JaxpruneError(f"`model` {message}" if message.startswith(given)
+                            else f"`model` {given}: {message}") from None
+
+
+def _check_model(config: ExperimentConfig) -> tuple[str, tuple[str, ...] | None, Any]:
+    """The model's folder, its labels (None: no trained head, e.g. MiniLM) and its tokenizer."""
+    with _naming_model(str(config.model or DEFAULT_MODEL)):
+        folder = model_folder(config.model)
+        positions = BertConfig.load(folder).max_position_embeddings
+        model_labels = checkpoint_labels(folder)
+        check_weights(folder)
+        tokenizer = load_tokenizer(folder)
+    # Checked here, not when timing the compacted model after training: longer inputs than the
+    # position table would read out of bounds.
+    if config.max_length > positions:
+        raise JaxpruneError(f"max length {config.max_length} exceeds the model's {positions} position "
+                            f"embeddings; pass `max_length={positions}` or less")
+    return folder, model_labels, tokenizer
+
+
+def _with_min_steps(config: ExperimentConfig, train_examples: int, fine_tunes_teacher: bool,
+                    log: Log) -> ExperimentConfig:
+    """``config`` with the epochs ``min_steps`` asks for on ``train_examples`` training examples,
+    and one line saying so when they were raised."""
+    resolved = config.with_min_steps(train_examples, teacher=fine_tunes_teacher)
+    raised = [f"{name} {before.epochs} -> {after.epochs} epochs"
+              for name, before, after in (("teacher", config.teacher, resolved.teacher),
+                                          ("student", config.student, resolved.student))
+              if after.epochs != before.epochs]
+    if raised:
+        log(f"small training set ({train_examples:,} texts): {', '.join(raised)}, so that each trains at "
+            f"least {config.min_steps} steps (min_steps)")
+    return resolved
+
+
+def teacher_baseline(config: ExperimentConfig, log: Log = print, inputs: Inputs | None = None) -> Baseline:
+    """Get the teacher (fine-tuned once, then reused from the teacher cache) and evaluate it on
+    the eval split: the unpruned baseline of an experiment. ``inputs`` are :func:`check_inputs`'s
+    (read here when not given); their config, its epochs resolved, is the one used."""
+    inputs = inputs or check_inputs(config, log)
+    config, folder, splits, data_info = inputs.config, inputs.folder, inputs.splits, inputs.data_info
+    label_names, transfer, tokenizer = data_info.label_names, inputs.transfer, inputs.tokenizer
     vocab_info = None
     if config.prune_vocab:
         folder, vocab_info = prune_vocabulary_folder(config, folder, splits["train"]["text"],
                                                      splits["eval"]["text"], log,
                                                      extra_texts=transfer.texts if transfer else None)
-    tokenizer = load_tokenizer(folder)
+        tokenizer = load_tokenizer(folder)
     # Buckets from 32 tokens: fewer shapes to compile, little padding for headlines.
     encoded_train = encode_split(splits["train"], tokenizer, config.max_length, smallest_bucket=32)
     encoded_eval = encode_split(splits["eval"], tokenizer, config.max_length, smallest_bucket=32)
@@ -138,7 +205,7 @@ def teacher_baseline(config: ExperimentConfig, log: Log = print) -> Baseline:
         unlabelled = {"text": transfer.texts, "label": [0] * transfer.used}
         encoded_transfer = encode_split(unlabelled, tokenizer, config.max_length, smallest_bucket=32)
     teacher_params, teacher_config, teacher_info = prepare_teacher(
-        config, folder, model_labels is not None, label_names, encoded_train, data_info, log)
+        config, folder, inputs.model_labels is not None, label_names, encoded_train, data_info, log)
     if teacher_config.label_names != tuple(label_names):
         raise JaxpruneError(
             f"the model's labels {list(teacher_config.label_names)} differ from the data's {list(label_names)}; "

@@ -42,6 +42,9 @@ class ExperimentConfig:
     ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
     text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
     with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
+    ``min_steps`` (0: off) raises the teacher's and the student's epochs on a small training
+    split so that each trains at least that many steps (:meth:`with_min_steps`); the run
+    records the epochs it raised them to.
 
     The defaults here are the library's; :mod:`jaxprune.experiment.presets` gives the
     configurations the command line starts from.
@@ -64,6 +67,7 @@ class ExperimentConfig:
     transfer_file: str | None = None
     transfer_column: str | None = None
     finetune_epochs: int = 0
+    min_steps: int = 0
     eval_fraction: float = 0.2
     # How a lone file is split; recorded so that resuming never mixes runs split otherwise
     # (runs made before duplicates were collapsed read back as "rows").
@@ -85,6 +89,8 @@ class ExperimentConfig:
     def __post_init__(self):
         if self.finetune_epochs < 0:
             raise JaxpruneError(f"finetune_epochs {self.finetune_epochs} must be 0 or more")
+        if self.min_steps < 0:
+            raise JaxpruneError(f"min_steps {self.min_steps} must be 0 or more")
         if self.transfer_column is not None and self.transfer_file is None:
             raise JaxpruneError("`transfer_column` names a column of the transfer file; add `transfer_file`")
 
@@ -115,11 +121,27 @@ class ExperimentConfig:
         return dataclasses.replace(self, student=self.student.replace(**changes),
                                    teacher=self.teacher.replace(**changes))
 
+    def with_min_steps(self, train_examples: int, teacher: bool = True) -> ExperimentConfig:
+        """This config with the student's (and, with ``teacher``, the teacher's) epochs raised, never
+        lowered, so that each trains at least ``min_steps`` steps on ``train_examples`` examples.
+
+        An epoch of ``n`` examples at batch ``b`` is at least ``ceil(n / b)`` steps (more where the
+        texts fall in several length buckets), so the epochs are ``ceil(min_steps / ceil(n / b))``.
+        """
+        def raised(train: TrainConfig) -> TrainConfig:
+            steps_per_epoch = max(1, -(-train_examples // train.batch_size))
+            return train.replace(epochs=max(train.epochs, -(-self.min_steps // steps_per_epoch)))
+
+        return dataclasses.replace(self, student=raised(self.student),
+                                   teacher=raised(self.teacher) if teacher else self.teacher)
+
 
 # Where a run writes, whether it resumes and how it is timed or checkpointed do not
-# change what it computes, so they are left out of its fingerprint.
+# change what it computes, so they are left out of its fingerprint; nor does min_steps, whose
+# effect is the epochs it resolves to (recorded), so runs made before it existed still match.
 _NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints",
-                 "shard_params")  # sharding changes float32 reduction order only
+                 "shard_params",  # sharding changes float32 reduction order only
+                 "min_steps")
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.predict import predict_logits
 from jaxprune.experiment.baseline import (
     Baseline,
+    Inputs,
+    check_inputs,
     check_precision,
     evaluate,
     majority_accuracy,
@@ -46,8 +48,8 @@ from jaxprune.models.sources import describe
 from jaxprune.training.config import PruningConfig
 from jaxprune.training.loop import fit
 
-__all__ = ["Baseline", "ExperimentConfig", "check_precision", "evaluate", "majority_accuracy", "measure_speedup",
-           "teacher_baseline", "train_and_evaluate"]
+__all__ = ["Baseline", "ExperimentConfig", "Inputs", "check_inputs", "check_precision", "evaluate", "majority_accuracy",
+           "measure_speedup", "teacher_baseline", "train_and_evaluate"]
 
 
 def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
@@ -62,17 +64,21 @@ def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
 def train_and_evaluate(config: ExperimentConfig, log: Log = print) -> dict[str, Any]:
     """Run one experiment end to end; returns (and writes) the results dict.
 
+    The inputs are checked and read first (:func:`check_inputs`), before the output folder is
+    touched; the run then uses the config with the epochs ``min_steps`` asks for on its data.
     Only one process at a time may use ``config.output_dir`` (a lock, released on exit and by the
     OS after a crash). A run that fails before its first checkpoint removes the output folder (and
     an empty teacher cache) it created; an interrupted one keeps its checkpoints for ``resume``.
     """
     check_country(config.country_iso_code)
+    inputs = check_inputs(config, log)
+    config = inputs.config
     created = {Path(folder): missing_folders(Path(folder)) for folder in (config.output_dir, config.teacher_cache)}
     out = prepare_output_dir(config.output_dir)
     try:
         # In a multi-process run process 0 holds the lock and writes the files; all of them compute.
         with hold_folder_lock(out) if is_primary() else contextlib.nullcontext():
-            return _train_and_evaluate(config, out, log)
+            return _train_and_evaluate(config, inputs, out, log)
     except BaseException:
         for folder, missing in created.items():
             if missing and is_primary():
@@ -97,7 +103,7 @@ def _finished_run(config: ExperimentConfig, results_path: Path, log: Log) -> dic
     return finished
 
 
-def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[str, Any]:
+def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log: Log) -> dict[str, Any]:
     run_started = time.perf_counter()
     results_path = out / RESULTS_NAME
     if results_path.is_file():
@@ -105,7 +111,7 @@ def _train_and_evaluate(config: ExperimentConfig, out: Path, log: Log) -> dict[s
     checkpoints = out / "checkpoints"
     if config.resume and not (checkpoints.is_dir() and any(c.name.isdigit() for c in checkpoints.iterdir())):
         log(f"resume: {out} has no checkpoint to resume from; starting a new run")
-    base = teacher_baseline(config, log)
+    base = teacher_baseline(config, log, inputs)
     folder, tokenizer, data_info = base.folder, base.tokenizer, base.data_info
     encoded_train, encoded_eval = base.encoded_train, base.encoded_eval
     teacher_params, teacher_config, teacher_info = base.params, base.model_config, base.info

@@ -169,20 +169,25 @@ def _read_pickle(file: str) -> Iterator[tuple[str, np.ndarray]]:
         yield key, tensor.float().numpy()
 
 
+def check_weights(folder: str, allow_pickle: bool = False) -> None:
+    """Raise what :func:`read_state_dict` would when ``folder`` holds no weights it may read,
+    without reading them."""
+    if _safetensors_files(folder):
+        return
+    if not os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME)):
+        raise JaxpruneError(f"{folder} has no {WEIGHTS_NAME}; pass a folder with BERT weights in safetensors")
+    if not allow_pickle:
+        raise JaxpruneError(
+            f"{folder} has only {PICKLE_WEIGHTS_NAME}, which is a pickle; convert it to "
+            f"safetensors or opt in with `allow_pickle=True` if you trust it"
+        )
+
+
 def read_state_dict(folder: str, allow_pickle: bool = False) -> dict[str, np.ndarray]:
     """The checkpoint's tensors as float32 numpy arrays keyed by canonical HF names."""
+    check_weights(folder, allow_pickle)
     files = _safetensors_files(folder)
-    if files:
-        tensors = _read_safetensors(files)
-    elif os.path.isfile(os.path.join(folder, PICKLE_WEIGHTS_NAME)):
-        if not allow_pickle:
-            raise JaxpruneError(
-                f"{folder} has only {PICKLE_WEIGHTS_NAME}, which is a pickle; convert it to "
-                f"safetensors or opt in with `allow_pickle=True` if you trust it"
-            )
-        tensors = _read_pickle(os.path.join(folder, PICKLE_WEIGHTS_NAME))
-    else:
-        raise JaxpruneError(f"{folder} has no {WEIGHTS_NAME}; pass a folder with BERT weights in safetensors")
+    tensors = _read_safetensors(files) if files else _read_pickle(os.path.join(folder, PICKLE_WEIGHTS_NAME))
     return {_canonical(k): v for k, v in tensors}
 
 
