@@ -97,4 +97,6 @@ def _set_layers(config_file: Path, layers: int) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

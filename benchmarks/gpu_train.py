@@ -117,4 +117,6 @@ def markdown(payload: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

@@ -197,22 +197,89 @@ def precision_dtype(precision: str) -> str:
 
 def run_script(main: Callable[[], Any], interrupted: str = "interrupted; nothing more was written",
                flags: Mapping[str, str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
-    """Call ``main()`` and return the exit status: 0, or 2 after a JaxpruneError and 130 after
-    Ctrl-C, each reported as one ``error:`` line on stderr (``interrupted`` says what to do next).
+    """Call ``main()`` and return the exit status: 0, or 2 after a JaxpruneError, or 130 after
+    Ctrl-C (SIGINT) and 143 after SIGTERM, each reported as one ``error:`` line on stderr (an
+    interrupt's own message says what was kept; else ``interrupted`` says what to do next).
     The error's arguments are written as flags (:func:`as_flags`, with the script's own ``flags``;
-    with its ``parser``, only as flags it has)."""
+    with its ``parser``, only as flags it has).
+
+    Output that can no longer be written (a pipe whose reader exited, a closed descriptor) is
+    dropped instead of stopping the run (:func:`protect_streams`)."""
+    from jaxprune import interrupts
     from jaxprune.errors import JaxpruneError
 
+    protect_streams()
+    known = None if parser is None else {flag for action in parser._actions for flag in action.option_strings}
     try:
-        main()
+        with interrupts.handle_signals():
+            main()
     except JaxpruneError as err:
-        known = None if parser is None else {flag for action in parser._actions for flag in action.option_strings}
-        print(f"error: {as_flags(str(err), flags, known)}", file=sys.stderr)
+        _error_line(as_flags(str(err), flags, known))
         return 2
-    except KeyboardInterrupt:
-        print(f"error: {interrupted}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        message = getattr(err, "message", "") or interrupted
+        _error_line(as_flags(message, flags, known))
+        return interrupts.exit_status(err)
     return 0
+
+
+def _error_line(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def exit_process(status: int) -> None:
+    """End a script's process with ``status``. After an interrupt (130, 143) the process ends
+    at once, once its output is flushed: tearing the interpreter down after a signal stopped
+    XLA mid-call (a compilation, say) can crash in native code, and nothing is left to run."""
+    if status in (130, 143):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                pass
+        os._exit(status)
+    raise SystemExit(status)
+
+
+class _SafeStream:
+    """A text stream that drops what it cannot write: the first write or flush that fails with an
+    OSError (EPIPE when the reader exited, EBADF when the descriptor was closed) makes it silent."""
+
+    def __init__(self, stream):
+        self._stream, self._broken = stream, stream is None
+
+    def write(self, text: str) -> int:
+        if not self._broken:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):
+                self._broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self._broken:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self._broken = True
+
+    def isatty(self) -> bool:
+        return not self._broken and self._stream.isatty()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._stream is None:
+            raise AttributeError(name)
+        return getattr(self._stream, name)
+
+
+def protect_streams() -> None:
+    """Wrap ``sys.stdout`` and ``sys.stderr`` (once) so that a broken pipe or a closed descriptor
+    silences the output instead of raising in the middle of a run (tqdm's bars and ``print``
+    alike); the run goes on and writes its results."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, _SafeStream):
+            setattr(sys, name, _SafeStream(stream))
 
 
 def add_column_arguments(parser) -> None:

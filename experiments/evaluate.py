@@ -148,4 +148,6 @@ def _evaluate_and_report(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

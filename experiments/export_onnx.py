@@ -65,4 +65,6 @@ def _export(args) -> None:
               f"{result.max_abs_diff:.2e} (tolerance {args.tolerance:g}): ok")
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

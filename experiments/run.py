@@ -18,6 +18,11 @@ import os
 import re
 from pathlib import Path
 
+if __name__ == "__main__":  # first, before jax loads: a signal in the first seconds ends the run cleanly too
+    from jaxprune.interrupts import exit_on_signals
+
+    exit_on_signals()
+
 from experiments.cli_args import (
     fraction_kept,
     Parser,
@@ -332,4 +337,6 @@ def _export_onnx(model_dir: str, output: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

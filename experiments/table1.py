@@ -286,4 +286,6 @@ def _table(args: argparse.Namespace, rows: list[Row], command: str) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

@@ -53,4 +53,6 @@ def _baseline(args) -> None:
           f"{len(base.encoded_eval)} eval examples (chance {majority:.4f}: always the majority class); {out}")
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

@@ -71,4 +71,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.cli_args import exit_process
+
+    exit_process(main())

@@ -223,7 +223,7 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
         "layers": sparsity["layers"],
         "teacher": teacher_info,
         "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
-        "final_loss": result.history[-1]["loss"] if result.history else None,
+        "final_loss": result.final_loss,
         "config": config.to_dict(),
     }
     if not is_primary():
@@ -250,7 +250,7 @@ def _finetune(config: ExperimentConfig, base, params, model_config, teacher_logi
         "macro_f1_before_finetune": before["macro_f1"],
         "finetune": {"epochs": config.finetune_epochs, "examples_per_epoch": examples, "steps": result.total_steps,
                      "train_seconds": time.perf_counter() - started, "resumed_from_step": result.resumed_from_step,
-                     "final_loss": result.history[-1]["loss"] if result.history else None, **transfer_timing},
+                     "final_loss": result.final_loss, **transfer_timing},
         "emissions": emissions,
     }
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from jaxprune.errors import JaxpruneError
 from jaxprune.experiment.config import ExperimentConfig
-from jaxprune.experiment.folders import prepare_output_dir
+from jaxprune.experiment.folders import prepare_output_dir, remove_unless_useful
 from jaxprune.experiment.runlock import hold_folder_lock
 from jaxprune.training.parallel import is_primary
 from jaxprune.models.config import BertConfig
@@ -108,6 +108,11 @@ def _pruned_vocabulary(folder: str, destination: Path, texts: list[str], script_
     return vocab.prune_model_folder(folder, destination, texts, keep_script_pieces=script_pieces)
 
 
+def _has_checkpoint(folder: Path) -> bool:
+    checkpoints = folder / "checkpoints"
+    return checkpoints.is_dir() and any(child.name.isdigit() for child in checkpoints.iterdir())
+
+
 def prepare_teacher(
     config: ExperimentConfig, folder: str, is_classifier: bool, label_names, encoded_train, data_info, log: Log
 ) -> tuple:
@@ -144,19 +149,28 @@ def prepare_teacher(
     params, model_config = from_pretrained(folder, label_names=label_names, seed=config.teacher.seed,
                                            classifier_pooling=config.pooling)
     partial = cache_root / f"{key}.partial"
+    if _has_checkpoint(partial):
+        log(f"teacher: resuming the interrupted fine-tuning kept in {partial}")
     prepare_output_dir(str(partial), what="teacher cache", argument="teacher_cache")
     # One process fine-tunes a given teacher at a time: two would interleave its checkpoints.
     # (In a multi-process run all processes fine-tune it together; process 0 locks and writes.)
-    primary = is_primary()
-    with hold_folder_lock(partial, what="teacher cache folder", argument="teacher_cache") if primary \
-            else contextlib.nullcontext():
-        result = fit(params, model_config, config.teacher, encoded_train,
-                     checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
-                     checkpoint_every=config.checkpoint_every, description="teacher", parallel=config.parallel())
-        if primary:
-            save_pretrained(result.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
-            (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
-            os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
+    primary, locked = is_primary(), False
+    try:
+        with hold_folder_lock(partial, what="teacher cache folder", argument="teacher_cache") if primary \
+                else contextlib.nullcontext():
+            locked = primary
+            result = fit(params, model_config, config.teacher, encoded_train,
+                         checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
+                         checkpoint_every=config.checkpoint_every, description="teacher",
+                         parallel=config.parallel(), log=log)
+            if primary:
+                save_pretrained(result.params, model_config, partial / "model", tokenizer=load_tokenizer(folder))
+                (partial / "model" / "teacher.json").write_text(json.dumps(key_data, indent=2, default=str))
+                os.replace(partial / "model", final)  # atomic: only a complete teacher is ever reused
+    except BaseException:
+        if locked:  # an interrupted teacher keeps its checkpoint for the next identical run; else nothing
+            remove_unless_useful(partial, [partial])
+        raise
     if primary:
         shutil.rmtree(partial, ignore_errors=True)
     log(f"teacher: saved to {final}")

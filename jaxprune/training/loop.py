@@ -9,12 +9,14 @@ would have seen, and ends with the same weights (CPU, float32: bit for bit).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from jaxprune import interrupts
 from jaxprune.data.batching import EncodedSplit, epoch_plan, make_batch, num_batches
 from jaxprune.errors import JaxpruneError
 from jaxprune.mask import Pruner
@@ -42,6 +44,7 @@ class FitResult:
     total_steps: int
     history: list[dict[str, float]]  # per-step metrics of the steps run in this process
     resumed_from_step: int | None
+    final_loss: float | None = None  # the last step's loss (kept in checkpoints: also after a resume)
 
 
 def fit(
@@ -59,6 +62,7 @@ def fit(
     stop_after_steps: int | None = None,
     description: str = "train",
     parallel: Parallel | None = None,
+    log: Callable[[str], Any] = print,
 ) -> FitResult:
     """Train ``params`` (pruning them as ``config.pruning`` says) on ``train``.
 
@@ -74,11 +78,15 @@ def fit(
       checkpoint_dir: where orbax checkpoints go (every ``checkpoint_every``
         steps, at the end and on Ctrl-C); ``None`` disables them.
       resume: continue from the newest checkpoint in ``checkpoint_dir``.
+      log: where the line saying from which step a resumed run continues goes.
       stop_after_steps: stop (after checkpointing) once the state reaches this
         step, as if interrupted; tests use it to cut a run short.
       parallel: the mesh and parameter sharding (:class:`jaxprune.training.parallel.Parallel`);
         default: data parallel over every device, params replicated. A checkpoint resumes on
         any device count.
+
+    Ctrl-C and SIGTERM (in the main thread) stop the run between two steps: the state is saved
+    and :class:`jaxprune.interrupts.Interrupted` raised, its message naming the checkpoint.
 
     Raises JaxpruneError when the loss becomes nan or inf (found where the
     progress bar reads it, every 10 steps, and before each checkpoint) or the
@@ -101,7 +109,7 @@ def fit(
     rows_per_step = parallel.padded_batch_size(config.batch_size)  # weight-0 rows fill the rest
 
     checkpointer = Checkpointer(checkpoint_dir, fingerprint) if checkpoint_dir else None
-    epoch, next_batch, resumed_from = 0, 0, None
+    epoch, next_batch, resumed_from, restored_loss = 0, 0, None, None
     if checkpointer is not None and checkpointer.latest_step() is not None:
         try:
             if not resume:
@@ -114,6 +122,7 @@ def fit(
             checkpointer.close()  # its background threads would outlive a refused run
             raise
         epoch, next_batch, resumed_from = int(meta["epoch"]), int(meta["batch"]), int(state.step)
+        restored_loss = meta.get("loss")
 
     step_fn = make_train_step(model_config, config, pruner, tx, state_shardings)
     teacher_fn = None
@@ -121,9 +130,12 @@ def fit(
         teacher_params = parallel.put_replicated(teacher[0])
         teacher_fn = make_teacher_fn(teacher[1], config.compute_dtype, hidden=config.distills_layers)
 
+    def last_loss() -> float | None:
+        return float(history_arrays[-1]["loss"]) if history_arrays else restored_loss
+
     def finished() -> FitResult:
         final = to_host(pruner.apply(state.params, state.scores, total_steps))
-        return FitResult(state, pruner, final, total_steps, _to_host(history_arrays), resumed_from)
+        return FitResult(state, pruner, final, total_steps, _to_host(history_arrays), resumed_from, last_loss())
 
     def diverged(what: str, at_step: int) -> JaxpruneError:
         if checkpointer is None:
@@ -159,7 +171,7 @@ def fit(
                 return  # the state was restored from (or just saved as) this checkpoint: nothing new
             done_epochs, done_batches = divmod(saved_step, steps_per_epoch)
             try:
-                checkpointer.save(saved_step, state, {"epoch": done_epochs, "batch": done_batches})
+                checkpointer.save(saved_step, state, {"epoch": done_epochs, "batch": done_batches, "loss": last_loss()})
             except NonFiniteStateError as error:  # finite losses, but the last update overflowed
                 raise diverged("the weights or optimizer state held nan or inf", error.step) from None
 
@@ -168,50 +180,69 @@ def fit(
     step = first_step = int(state.step)
     history_arrays: list[dict[str, Any]] = []
     checked = 0  # history_arrays[:checked] hold finite losses
-    bar = tqdm(total=total_steps, initial=step, desc=description, unit="step", dynamic_ncols=True)
+    # Ctrl-C and SIGTERM are only recorded here and acted on between steps (a signal never
+    # stops a jitted step or a checkpoint save half way); see jaxprune.interrupts.
+    bar = None
     try:
-        while epoch < config.epochs:
-            plan = epoch_plan(train, config.batch_size, seed=config.seed, epoch=epoch)
-            while next_batch < len(plan):
-                if stop_after_steps is not None and step >= stop_after_steps:
-                    save()
-                    return finished()
-                batch = make_batch(train, plan[next_batch], rows_per_step)
-                host = {k: batch[k] for k in _BATCH_FIELDS}
-                if teacher_fn is None and config.distills:
-                    host["teacher_logits"] = teacher_logits[batch["index"]]
-                inputs = parallel.put_batch(host)
-                if teacher_fn is not None:
-                    inputs.update(teacher_fn(teacher_params, inputs))
-                state, metrics = step_fn(state, inputs)
-                step, next_batch = step + 1, next_batch + 1
-                history_arrays.append(metrics)
-                bar.update(1)
-                if len(history_arrays) % 10 == 0:
-                    # The bar reads the loss here anyway; the losses before it are ready by now.
-                    check_losses()
-                    bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
-                if checkpointer is not None and step % checkpoint_every == 0:
-                    save()
-            epoch, next_batch = epoch + 1, 0
-        save()
-    except KeyboardInterrupt:
-        bar.close()
-        try:
+        with interrupts.deferred():
+            bar = tqdm(total=total_steps, initial=step, desc=description, unit="step", dynamic_ncols=True)
+            if resumed_from is not None:
+                log(f"{description}: resuming from step {resumed_from} of {total_steps} ({checkpoint_dir})")
+            while epoch < config.epochs:
+                plan = epoch_plan(train, config.batch_size, seed=config.seed, epoch=epoch)
+                while next_batch < len(plan):
+                    if stop_after_steps is not None and step >= stop_after_steps:
+                        save()
+                        return finished()
+                    batch = make_batch(train, plan[next_batch], rows_per_step)
+                    host = {k: batch[k] for k in _BATCH_FIELDS}
+                    if teacher_fn is None and config.distills:
+                        host["teacher_logits"] = teacher_logits[batch["index"]]
+                    inputs = parallel.put_batch(host)
+                    if teacher_fn is not None:
+                        inputs.update(teacher_fn(teacher_params, inputs))
+                    state, metrics = step_fn(state, inputs)
+                    step, next_batch = step + 1, next_batch + 1
+                    history_arrays.append(metrics)
+                    bar.update(1)
+                    if interrupts.pending() is not None:
+                        raise interrupts.take_pending()
+                    if len(history_arrays) % 10 == 0:
+                        # The bar reads the loss here anyway; the losses before it are ready by now.
+                        check_losses()
+                        bar.set_postfix(loss=f"{float(metrics['loss']):.3f}")
+                    if checkpointer is not None and step % checkpoint_every == 0:
+                        save()
+                epoch, next_batch = epoch + 1, 0
             save()
-            where = f"a checkpoint at step {int(state.step)} is in {checkpoint_dir}"
-        except JaxpruneError:  # a diverged run or a full disk: more to the point than the Ctrl-C
-            raise
-        except Exception:  # noqa: BLE001 - the state may have been donated mid-step
-            where = "the last periodic checkpoint is kept"
-        raise JaxpruneError(
-            f"interrupted; {where}; rerun with the same settings and `resume=True` to continue"
-        ) from None
+    except KeyboardInterrupt as error:
+        raise _interrupted(error, save, lambda: int(state.step), checkpoint_dir) from None
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
         if checkpointer is not None:
             checkpointer.close()
     return finished()
+
+
+def _interrupted(error: KeyboardInterrupt, save: Callable[[], None], saved_step: Callable[[], int],
+                 checkpoint_dir: str | None) -> interrupts.Interrupted:
+    """The :class:`Interrupted` to raise for ``error``, once the state is saved: its message says
+    where the checkpoint is and how to continue. A signal that came between steps finds the state
+    whole; a KeyboardInterrupt raised inside a step (outside the main thread's deferral) may find
+    it donated, and the last periodic checkpoint is kept instead."""
+    with interrupts.deferred(raise_pending=False):  # a second signal must not stop the save half way
+        try:
+            save()
+            where = (f"a checkpoint at step {saved_step()} is in {checkpoint_dir}" if checkpoint_dir
+                     else "checkpoints were off, so nothing is kept")
+        except JaxpruneError:  # a diverged run or a full disk: more to the point than the interrupt
+            raise
+        except Exception:  # noqa: BLE001 - the state may have been donated mid-step
+            where = "the last periodic checkpoint is kept"
+    interrupted = error if isinstance(error, interrupts.Interrupted) else interrupts.Interrupted()
+    return interrupted.with_message(
+        f"interrupted; {where}; rerun with the same settings and `resume=True` to continue")
 
 
 def _check_layer_teacher(model_config: BertConfig, teacher: tuple[Any, BertConfig] | None) -> None:
