@@ -10,6 +10,13 @@ the model, to <model folder>/eval_<csv name>.json (above:
 runs/e5-small-mahanews-shc-s0.5-kd-topk-fp32/compacted/eval_SHC_Valid.json) unless
 --output names another file, and prints a summary. Bad input ends with one line on
 stderr and exit status 2.
+
+The model may also be an exported ONNX file (float32, float16 or int8, as
+experiments/export_onnx.py writes them), run by ONNX Runtime on the CPU: its labels
+and tokenizer are the config.json and tokenizer files beside it, the metrics are the
+same, and the JSON goes beside it as eval_<file name>_<csv name>.json:
+
+    python experiments/evaluate.py --model onnx/s25/model.int8.onnx --data-file SHC_Valid.csv
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from jaxprune.errors import JaxpruneError
 def make_parser() -> Parser:
     p = Parser(description=__doc__)
     p.add_argument("--model", required=True,
-                   help="classifier folder (config.json, model.safetensors, tokenizer) or a hub id")
+                   help="classifier folder (config.json, model.safetensors, tokenizer), a hub id, or an exported "
+                        ".onnx file with config.json and the tokenizer beside it")
     p.add_argument("--data-file", required=True,
                    help="labelled CSV (or .tsv): a text and a label column, found by the usual names or named below")
     add_column_arguments(p)
@@ -35,7 +43,8 @@ def make_parser() -> Parser:
     p.add_argument("--batch-size", type=whole_number(1), default=32, help="examples per forward pass")
     p.add_argument("--max-length", type=whole_number(1), default=None,
                    help="tokens per text (truncation); default: 128, or the model's position limit if lower")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="compute dtype")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="compute dtype (a .onnx file computes in the dtype it was exported in)")
     return p
 
 
@@ -44,8 +53,16 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def default_output(model_folder: str, data_file: str) -> Path:
-    """Where the JSON goes without --output: ``<model folder>/eval_<csv stem>.json``."""
-    return Path(model_folder) / f"eval_{Path(data_file).stem}.json"
+    """Where the JSON goes without --output: ``<model folder>/eval_<csv stem>.json``, or for an
+    ONNX file ``<its folder>/eval_<file stem>_<csv stem>.json`` (one folder holds several files)."""
+    model = Path(model_folder)
+    if model.suffix == ".onnx":
+        return model.parent / f"eval_{model.stem}_{Path(data_file).stem}.json"
+    return model / f"eval_{Path(data_file).stem}.json"
+
+
+def is_onnx(model: str) -> bool:
+    return Path(model).suffix == ".onnx"
 
 
 def _check_output(path: Path, in_model_folder: bool) -> None:
@@ -63,25 +80,13 @@ def _check_output(path: Path, in_model_folder: bool) -> None:
                             f"pass --output with a writable file path, e.g. --output eval.json") from None
 
 
-def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict:
-    """Load the model and data, predict every row, and return the report dict (``folder``:
-    the model already resolved to a local folder, else ``args.model`` is resolved here)."""
+def _encoded_data(args: argparse.Namespace, folder: str, label_names) -> tuple:
+    """``(encoded split, load info, max length)`` of ``--data-file`` by the folder's tokenizer."""
+    from jaxprune.data import load_csv
     from jaxprune.data.batching import encode_split
     from jaxprune.models.config import BertConfig
-    from jaxprune.data import load_csv
-    from jaxprune.experiment import check_precision, evaluate
-    from jaxprune.models.loading import checkpoint_labels, from_pretrained, load_tokenizer, resolve_folder
-    from jaxprune.evaluation.timing import device_description
+    from jaxprune.models.loading import load_tokenizer
 
-    dtype = PRECISIONS[args.precision]
-    check_precision(dtype)
-    folder = folder or resolve_folder(args.model)
-    label_names = checkpoint_labels(folder)
-    if label_names is None:
-        raise JaxpruneError(
-            f"{folder} is not a trained classifier (no classifier weights or only placeholder labels "
-            f"LABEL_0...); pass a folder saved by experiments/run.py or a fine-tuned classifier"
-        )
     positions = BertConfig.load(folder).max_position_embeddings
     max_length = args.max_length or min(128, positions)
     if max_length > positions:
@@ -91,11 +96,11 @@ def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict
                              label_column=args.label_column)
     for message in info.messages:
         print(f"data: {message}", flush=True)
-    tokenizer = load_tokenizer(folder)
-    params, model_config = from_pretrained(folder)
-    encoded = encode_split(dataset, tokenizer, max_length, smallest_bucket=32)
-    started = time.perf_counter()
-    report = evaluate(params, model_config, encoded, args.batch_size, dtype, "evaluate")
+    return encode_split(dataset, load_tokenizer(folder), max_length, smallest_bucket=32), info, max_length
+
+
+def _report(args, folder: str, encoded, info, report: dict, label_names, precision: str, max_length: int,
+            seconds: float, device: str) -> dict:
     return {
         "model": args.model,
         "model_folder": folder,
@@ -109,13 +114,78 @@ def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict
         "accuracy": report["accuracy"],
         "macro_f1": report["macro_f1"],
         "per_class_f1": report["per_class_f1"],
-        "label_names": list(model_config.label_names),
-        "precision": dtype,
+        "label_names": list(label_names),
+        "precision": precision,
         "max_length": max_length,
         "batch_size": args.batch_size,
-        "seconds": time.perf_counter() - started,
-        "device": device_description(),
+        "seconds": seconds,
+        "device": device,
     }
+
+
+def _check_onnx_model(args: argparse.Namespace) -> Path:
+    path = Path(args.model)
+    if not path.is_file():
+        raise JaxpruneError(f"--model {path} does not exist; pass an .onnx file written by experiments/export_onnx.py")
+    if args.precision != "fp32":
+        raise JaxpruneError(f"--precision {args.precision} does not apply to an ONNX file, which computes in its "
+                            f"exported dtype; drop --precision")
+    if not (path.parent / "config.json").is_file():
+        raise JaxpruneError(f"{path} has no config.json beside it (its labels); export it with "
+                            f"experiments/export_onnx.py, which copies config.json and the tokenizer beside it")
+    return path
+
+
+def evaluate_onnx(args: argparse.Namespace) -> dict:
+    """Score the exported ONNX file ``args.model`` in ONNX Runtime (CPU): the report dict of
+    :func:`evaluate_folder`, ``precision`` being the file's (float32, float16 or int8)."""
+    import jax
+    import onnxruntime
+
+    from jaxprune.evaluation.metrics import classification_report
+    from jaxprune.evaluation.timing import device_description
+    from jaxprune.export import onnx_precision, onnx_predict_logits, onnx_session
+    from jaxprune.models.config import BertConfig
+
+    path = _check_onnx_model(args)
+    folder = str(path.parent)
+    label_names = BertConfig.load(folder).label_names
+    encoded, info, max_length = _encoded_data(args, folder, label_names)
+    try:
+        session = onnx_session(path)
+    except Exception as err:  # noqa: BLE001 - ONNX Runtime raises its own types for an unreadable file
+        raise JaxpruneError(f"ONNX Runtime cannot load {path} ({type(err).__name__}); pass an .onnx file "
+                            f"written by experiments/export_onnx.py") from None
+    started = time.perf_counter()
+    logits = onnx_predict_logits(session, encoded, args.batch_size, len(label_names))
+    report = classification_report(logits.argmax(-1), encoded.labels, label_names)
+    device = f"ONNX Runtime {onnxruntime.__version__} on {device_description(jax.devices('cpu')[0])}"
+    return _report(args, folder, encoded, info, report, label_names, onnx_precision(path), max_length,
+                   time.perf_counter() - started, device)
+
+
+def evaluate_folder(args: argparse.Namespace, folder: str | None = None) -> dict:
+    """Load the model and data, predict every row, and return the report dict (``folder``:
+    the model already resolved to a local folder, else ``args.model`` is resolved here)."""
+    from jaxprune.experiment import check_precision, evaluate
+    from jaxprune.models.loading import checkpoint_labels, from_pretrained, resolve_folder
+    from jaxprune.evaluation.timing import device_description
+
+    dtype = PRECISIONS[args.precision]
+    check_precision(dtype)
+    folder = folder or resolve_folder(args.model)
+    label_names = checkpoint_labels(folder)
+    if label_names is None:
+        raise JaxpruneError(
+            f"{folder} is not a trained classifier (no classifier weights or only placeholder labels "
+            f"LABEL_0...); pass a folder saved by experiments/run.py or a fine-tuned classifier"
+        )
+    encoded, info, max_length = _encoded_data(args, folder, label_names)
+    params, model_config = from_pretrained(folder)
+    started = time.perf_counter()
+    report = evaluate(params, model_config, encoded, args.batch_size, dtype, "evaluate")
+    return _report(args, folder, encoded, info, report, model_config.label_names, dtype, max_length,
+                   time.perf_counter() - started, device_description())
 
 
 def main(argv=None) -> int:
@@ -131,15 +201,21 @@ def _evaluate_and_report(args: argparse.Namespace) -> None:
     from jaxprune.experiment.folders import write_json
     from jaxprune.models.loading import resolve_folder
 
-    if args.output:  # checked before a hub model is downloaded
-        output = Path(args.output)
-        _check_output(output, in_model_folder=False)
-        folder = resolve_folder(args.model)
+    if is_onnx(args.model):
+        _check_onnx_model(args)  # before anything is written
+        output = Path(args.output) if args.output else default_output(args.model, args.data_file)
+        _check_output(output, in_model_folder=not args.output)
+        results = evaluate_onnx(args)
     else:
-        folder = resolve_folder(args.model)
-        output = default_output(folder, args.data_file)
-        _check_output(output, in_model_folder=True)
-    results = evaluate_folder(args, folder)
+        if args.output:  # checked before a hub model is downloaded
+            output = Path(args.output)
+            _check_output(output, in_model_folder=False)
+            folder = resolve_folder(args.model)
+        else:
+            folder = resolve_folder(args.model)
+            output = default_output(folder, args.data_file)
+            _check_output(output, in_model_folder=True)
+        results = evaluate_folder(args, folder)
     write_json(output, results)
     print(f"{results['model']} on {results['data_file']} ({results['n']} distinct texts; {results['dropped_rows']} "
           f"rows dropped, {results['duplicate_rows']} duplicate rows collapsed)")

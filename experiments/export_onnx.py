@@ -8,6 +8,12 @@ int64; output logits, float32) and copies the model's config.json (its labels) a
 tokenizer files beside it. Then ONNX Runtime and jaxprune classify the same headlines
 (the first --check-count texts of --check-file, by default the embedded Marathi corpus)
 and the largest logit difference is printed; over --tolerance it is an error.
+
+With --quantize int8 the float32 file is also quantised by ONNX Runtime's dynamic quantisation
+(int8 weights, per output channel unless --per-channel off) to model.int8.onnx beside it, and
+the check prints, for the int8 file against the float32 one, the largest logit difference and
+the share of texts whose predicted class is the same. experiments/evaluate.py --model
+FILE.onnx scores either file on a labelled CSV.
 README.md shows how to serve the file. Bad input ends with one line on stderr and exit
 status 2.
 """
@@ -26,6 +32,11 @@ def make_parser() -> Parser:
     p.add_argument("--output", required=True, type=Path, help="the .onnx file to write")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
                    help="weights and matmuls (float16 halves the file; the check runs for float32 only)")
+    p.add_argument("--quantize", choices=("int8",), default=None,
+                   help="also write the dynamically quantised model.int8.onnx beside --output (float32 only); "
+                        "default: none")
+    p.add_argument("--per-channel", choices=("on", "off"), default="on",
+                   help="with --quantize: one int8 scale per output channel of each weight, not one per matrix")
     p.add_argument("--check-file", type=Path, default=None,
                    help="CSV of texts for the logit check (default: the embedded Marathi headline corpus)")
     add_column_arguments(p)
@@ -54,8 +65,8 @@ def _export(args) -> None:
         texts = list(table.texts[: args.check_count])
     start = time.perf_counter()
     result = export_onnx(args.model, args.output, dtype=args.dtype, check_texts=texts, max_length=args.max_length,
-                         tolerance=args.tolerance)
-    size_mb = sum(p.stat().st_size for p in result.path.parent.glob(result.path.name + "*")) / 1e6
+                         tolerance=args.tolerance, quantize=args.quantize, per_channel=args.per_channel == "on")
+    size_mb = _megabytes(result.path)
     print(f"wrote {result.path} ({result.num_params:,} parameters, {result.dtype}, {size_mb:.0f} MB) in "
           f"{time.perf_counter() - start:.0f} s; beside it: {', '.join(result.copied) or 'no tokenizer files'}")
     if result.max_abs_diff is None:
@@ -63,6 +74,20 @@ def _export(args) -> None:
     else:
         print(f"ONNX Runtime vs jaxprune on {len(texts)} texts: max |logit difference| "
               f"{result.max_abs_diff:.2e} (tolerance {args.tolerance:g}): ok")
+    if result.int8_path is not None:
+        print(f"wrote {result.int8_path} (int8 weights, per {'channel' if args.per_channel == 'on' else 'matrix'}, "
+              f"{_megabytes(result.int8_path):.1f} MB, {_megabytes(result.int8_path) / size_mb:.0%} of float32)")
+    if result.int8_check is not None:
+        check = result.int8_check
+        print(f"int8 vs float32 in ONNX Runtime on {check.count} texts: argmax agreement {check.argmax_agreement:.2%} "
+              f"({round(check.argmax_agreement * check.count)}/{check.count}), max |logit difference| "
+              f"{check.max_abs_diff:.2e}")
+
+
+def _megabytes(path: Path) -> float:
+    """An ONNX file's size with its external weights (FILE.onnx.data), if any."""
+    data = path.with_name(path.name + ".data")
+    return (path.stat().st_size + (data.stat().st_size if data.is_file() else 0)) / 1e6
 
 if __name__ == "__main__":
     from experiments.cli_args import exit_process

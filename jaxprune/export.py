@@ -14,7 +14,10 @@ Hugging Face's ONNX exports use:
 
 The weights are initializers in the file (float32, or float16 with ``dtype="float16"``;
 softmax and the logits stay float32). :func:`export_onnx` writes the ``.onnx`` file and
-copies the model's ``config.json`` (its labels) and tokenizer files beside it.
+copies the model's ``config.json`` (its labels) and tokenizer files beside it; with
+``quantize="int8"`` it also writes the dynamically quantised ``model.int8.onnx``
+(:mod:`jaxprune.export_int8`). :func:`onnx_predict_logits` runs any of these files on an
+encoded split, as :func:`jaxprune.evaluation.predict.predict_logits` runs a jaxprune model.
 
 jax2onnx, onnx and onnxruntime are the ``onnx`` extra (``pip install -e ".[onnx]"``) and are
 imported only when a function here runs.
@@ -152,6 +155,9 @@ def _int64_inputs(proto: Any, onnx: Any) -> None:
     graph.node.extend(nodes)
 
 
+QUANTIZATIONS = ("int8",)
+
+
 @dataclasses.dataclass(frozen=True)
 class OnnxExport:
     """What :func:`export_onnx` wrote: the model file, the files copied beside it, the check."""
@@ -161,6 +167,8 @@ class OnnxExport:
     num_params: int
     dtype: str
     max_abs_diff: float | None  # |ONNX Runtime - jaxprune| logits on the check texts, if any
+    int8_path: Path | None = None  # the quantised twin, with quantize="int8"
+    int8_check: Any = None  # its jaxprune.export_int8.LogitComparison against the float32 file, if checked
 
 
 def export_onnx(
@@ -171,6 +179,8 @@ def export_onnx(
     check_texts: Sequence[str] = (),
     max_length: int = 128,
     tolerance: float = 1e-4,
+    quantize: str | None = None,
+    per_channel: bool = True,
 ) -> OnnxExport:
     """Export a saved classifier (a folder, dense, pruned or compacted, or a hub id) to ``output``
     (an ``.onnx`` file).
@@ -181,6 +191,11 @@ def export_onnx(
     with the folder's tokenizer, at most ``max_length`` tokens or the model's positions); the
     largest logit difference is returned (float32 export only), and one over ``tolerance``
     raises (the file stays, for a bug report).
+
+    With ``quantize="int8"`` (float32 only) the file is also quantised to ``model.int8.onnx``
+    beside it (:func:`jaxprune.export_int8.quantize_int8`, per output channel unless
+    ``per_channel=False``); with ``check_texts`` its logits and predicted classes are compared
+    with the float32 file's (``int8_check``).
     """
     from jaxprune.models.bert import count_params
     from jaxprune.models.loading import from_pretrained, resolve_folder
@@ -190,6 +205,10 @@ def export_onnx(
         raise JaxpruneError(f"the output must be an .onnx file, got {output}; pass e.g. {output}.onnx")
     if output.is_dir():
         raise JaxpruneError(f"{output} is a folder; pass a file name such as {output / 'model.onnx'}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise JaxpruneError(f"`quantize` must be one of {', '.join(QUANTIZATIONS)}, got {quantize!r}")
+    if quantize is not None and dtype != "float32":
+        raise JaxpruneError(f"`quantize={quantize}` quantises a float32 export; drop `dtype={dtype}`")
     source = resolve_folder(model)  # a hub id is downloaded once, here
     params, config = from_pretrained(source)
     proto = to_onnx(params, config, dtype=dtype)
@@ -199,15 +218,27 @@ def export_onnx(
         copied = _copy_side_files(Path(source), output.parent)
     except OSError as err:
         raise JaxpruneError(f"cannot write {output} ({err.strerror}); choose a writable place") from None
+    length = min(max_length, config.max_position_embeddings)
     diff = None
     if check_texts and dtype == "float32":
-        diff = max_logit_difference(output, params, config, source, check_texts,
-                                    min(max_length, config.max_position_embeddings))
+        diff = max_logit_difference(output, params, config, source, check_texts, length)
         if diff > tolerance:
             raise JaxpruneError(f"{output}'s logits differ from jaxprune's by {diff:.2e} on {len(check_texts)} "
                                 f"texts, more than `tolerance={tolerance:g}`; please report it with the "
                                 f"model's config.json")
-    return OnnxExport(output, copied, count_params(params), dtype, diff)
+    quantized, check = None, None
+    if quantize == "int8":
+        from jaxprune.export_int8 import compare_logits, int8_path, quantize_int8
+
+        try:
+            quantized = quantize_int8(output, int8_path(output), per_channel=per_channel)
+        except OSError as err:
+            raise JaxpruneError(f"cannot write {int8_path(output)} ({err.strerror}); choose a writable place") from None
+        if check_texts:
+            ids, mask = encode_texts(source, check_texts, length)
+            check = compare_logits(_session_logits(onnx_session(quantized), ids, mask),
+                                   _session_logits(onnx_session(output), ids, mask))
+    return OnnxExport(output, copied, count_params(params), dtype, diff, quantized, check)
 
 
 def _save_atomic(proto: Any, output: Path) -> None:
@@ -257,12 +288,48 @@ def max_logit_difference(
     max_length: int = 128,
 ) -> float:
     """Largest |ONNX Runtime - jaxprune| float32 logit over ``texts`` (padded, one batch)."""
+    ids, mask = encode_texts(tokenizer_folder, texts, max_length)
+    ort_logits = _session_logits(onnx_session(onnx_path), ids, mask)
+    jax_logits = BertForSequenceClassification(config).apply({"params": params}, ids.astype(np.int32),
+                                                             mask.astype(np.int32))
+    return float(np.max(np.abs(ort_logits - np.asarray(jax_logits))))
+
+
+def encode_texts(tokenizer_folder: str | os.PathLike, texts: Sequence[str], max_length: int) -> tuple[np.ndarray, ...]:
+    """``(input_ids, attention_mask)``, int64 (N, longest), of ``texts`` by the folder's tokenizer."""
     from jaxprune.models.loading import load_tokenizer
 
     encoded = load_tokenizer(tokenizer_folder)(list(texts), padding=True, truncation=True,
                                                 max_length=max_length, return_tensors="np")
-    ids, mask = encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
-    ort_logits = onnx_session(onnx_path).run([OUTPUT_NAME], {"input_ids": ids, "attention_mask": mask})[0]
-    jax_logits = BertForSequenceClassification(config).apply({"params": params}, ids.astype(np.int32),
-                                                             mask.astype(np.int32))
-    return float(np.max(np.abs(ort_logits - np.asarray(jax_logits))))
+    return encoded["input_ids"].astype(np.int64), encoded["attention_mask"].astype(np.int64)
+
+
+def _session_logits(session: Any, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    feeds = {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)}
+    return session.run([OUTPUT_NAME], feeds)[0]
+
+
+def onnx_predict_logits(session: Any, encoded: Any, batch_size: int, num_labels: int) -> np.ndarray:
+    """Logits (N, ``num_labels``) float32 of an ONNX classifier session for every row of
+    ``encoded`` (a :class:`jaxprune.data.batching.EncodedSplit`), in row order, in the batches
+    (``batch_size`` rows of one length bucket) that jaxprune's own evaluation uses."""
+    from jaxprune.data.batching import epoch_plan, make_batch
+
+    out = np.zeros((len(encoded), num_labels), np.float32)
+    for rows in epoch_plan(encoded, batch_size, shuffle=False):
+        batch = make_batch(encoded, rows, batch_size)
+        out[rows] = _session_logits(session, batch["input_ids"], batch["attention_mask"])[: len(rows)]
+    return out
+
+
+def onnx_precision(path: str | os.PathLike) -> str:
+    """``"int8"``, ``"float16"`` or ``"float32"``: how an exported file stores its weights."""
+    import onnx
+
+    from jaxprune.export_int8 import is_quantized
+
+    proto = onnx.load(os.fspath(path), load_external_data=False)
+    if is_quantized(proto):
+        return "int8"
+    half = any(t.data_type == onnx.TensorProto.FLOAT16 for t in proto.graph.initializer)
+    return "float16" if half else "float32"
