@@ -59,7 +59,7 @@ def write_report(args, argv, rows, notes, repeats, warmup, started, load_before,
 
 def _onnx_versions() -> dict[str, str | None]:
     out = {}
-    for name in ("onnxruntime", "onnx", "jax2onnx"):
+    for name in ("onnxruntime", "onnx"):
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:

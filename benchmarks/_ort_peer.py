@@ -11,7 +11,8 @@ Every graph is float32 with the interface of Hugging Face's ONNX exports: int64 
   onnxscript, which nothing else here needs. It traces with example ids of 3x12 tokens, not
   the parity check's 2x16, so a shape frozen into the graph would fail that check.
 * ``dense`` and ``sNN``: :func:`jaxprune.export.to_onnx` of jaxprune's dense and compacted
-  params (jax2onnx), saved with ``onnx.save_model``.
+  params (:mod:`jaxprune.onnx_graph`, with ONNX Runtime's BERT fusions), saved with
+  ``onnx.save_model``.
 
 Each file is loaded by :func:`jaxprune.export.onnx_session` (CPU provider, ``ORT_ENABLE_ALL``
 graph optimisation, ORT's default intra-op threads) and deleted; the session keeps the graph.
@@ -19,7 +20,7 @@ graph optimisation, ORT's default intra-op threads) and deleted; the session kee
 raises when they differ by more than ``PARITY_TOLERANCE``.
 
 onnxruntime here is the CPU package, so ``benchmarks/inference.py`` runs this peer only on
-JAX's CPU backend. onnx, onnxruntime and jax2onnx are imported only when the peer runs.
+JAX's CPU backend. onnx and onnxruntime are imported only when the peer runs.
 """
 
 from __future__ import annotations
@@ -40,9 +41,8 @@ OPSET = 18  # the TorchScript exporter's newest; jaxprune.export uses its own (2
 
 
 def import_ort() -> Any:
-    """The onnxruntime module, or ``None`` when onnxruntime, onnx or jax2onnx is missing."""
+    """The onnxruntime module, or ``None`` when onnxruntime or onnx is missing."""
     try:
-        import jax2onnx  # noqa: F401
         import onnx  # noqa: F401
         import onnxruntime
     except ImportError:

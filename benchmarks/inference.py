@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         notes.append(f"ONNX Runtime peer skipped: JAX's backend is {jax.default_backend()} and onnxruntime "
                      f"here is the CPU package")
     elif args.ort == "on" and ort is None:
-        notes.append("onnxruntime, onnx or jax2onnx is not installed: ONNX Runtime peer skipped")
+        notes.append("onnxruntime or onnx is not installed: ONNX Runtime peer skipped")
     models = {}
     # The files are written before the first cell (an unwritable --out fails at once) and
     # rewritten before every other, so a run cut short (Ctrl-C, a killed job) keeps the cells it timed.

@@ -37,6 +37,9 @@ def make_parser() -> Parser:
                         "default: none")
     p.add_argument("--per-channel", choices=("on", "off"), default="on",
                    help="with --quantize: one int8 scale per output channel of each weight, not one per matrix")
+    p.add_argument("--ort-fusion", choices=("on", "off"), default="on",
+                   help="ONNX Runtime's BERT fusions (one Attention node per layer; the file then runs in ONNX "
+                        "Runtime only); off: standard ONNX ops only")
     p.add_argument("--check-file", type=Path, default=None,
                    help="CSV of texts for the logit check (default: the embedded Marathi headline corpus)")
     add_column_arguments(p)
@@ -65,7 +68,8 @@ def _export(args) -> None:
         texts = list(table.texts[: args.check_count])
     start = time.perf_counter()
     result = export_onnx(args.model, args.output, dtype=args.dtype, check_texts=texts, max_length=args.max_length,
-                         tolerance=args.tolerance, quantize=args.quantize, per_channel=args.per_channel == "on")
+                         tolerance=args.tolerance, quantize=args.quantize, per_channel=args.per_channel == "on",
+                         ort_fusion=args.ort_fusion == "on")
     size_mb = _megabytes(result.path)
     print(f"wrote {result.path} ({result.num_params:,} parameters, {result.dtype}, {size_mb:.0f} MB) in "
           f"{time.perf_counter() - start:.0f} s; beside it: {', '.join(result.copied) or 'no tokenizer files'}")

@@ -3,13 +3,14 @@
 A compacted model (per-layer head counts and FFN widths) loads only in jaxprune:
 transformers refuses its shapes. Exported to ONNX it runs wherever ONNX Runtime does.
 
-The graph is the jaxprune model itself, traced by `jax2onnx <https://github.com/enpasos/jax2onnx>`_
-(the JAX-to-ONNX converter; it maps Flax Linen's Dense, Embed and LayerNorm to ONNX ops)
-with symbolic batch and length, so one file serves every shape. Its interface is what
-Hugging Face's ONNX exports use:
+The graph (:mod:`jaxprune.onnx_graph`) is the model's forward pass written op by op in the
+form ONNX Runtime's graph optimiser fuses: native LayerNormalization, attention as
+MatMul/Softmax, and then, by default, ONNX Runtime's BERT fusions (one ``Attention`` node per
+layer), for dense, pruned and compacted models alike. Batch and length are symbolic, so one
+file serves every shape. Its interface is what Hugging Face's ONNX exports use:
 
 - inputs ``input_ids`` and ``attention_mask``: int64 (batch, sequence), as tokenizers give
-  them (cast to int32 inside the graph; token type ids are all zero, as for one text);
+  them (token type ids are all zero, as for one text);
 - output ``logits``: float32 (batch, num_labels).
 
 The weights are initializers in the file (float32, or float16 with ``dtype="float16"``;
@@ -19,14 +20,13 @@ copies the model's ``config.json`` (its labels) and tokenizer files beside it; w
 (:mod:`jaxprune.export_int8`). :func:`onnx_predict_logits` runs any of these files on an
 encoded split, as :func:`jaxprune.evaluation.predict.predict_logits` runs a jaxprune model.
 
-jax2onnx, onnx and onnxruntime are the ``onnx`` extra (``pip install -e ".[onnx]"``) and are
+onnx and onnxruntime are in the ``onnx`` extra (``pip install -e ".[onnx]"``) and are
 imported only when a function here runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
 import shutil
 import tempfile
@@ -35,19 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxprune.errors import JaxpruneError
 from jaxprune.models.bert import BertForSequenceClassification
 from jaxprune.models.config import BertConfig
+from jaxprune.onnx_graph import INPUT_NAMES, OUTPUT_NAME  # noqa: F401 - the interface, re-exported
 
 Params = dict[str, Any]
 
-INPUT_NAMES = ("input_ids", "attention_mask")
-OUTPUT_NAME = "logits"
 DTYPES = ("float32", "float16")
-OPSET = 21  # LayerNormalization (17) and everything BERT needs; ONNX Runtime >= 1.17 runs it
 # Files copied beside the .onnx file when the model folder has them: the labels (config.json)
 # and whatever tokenizer the checkpoint ships.
 SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
@@ -56,18 +53,18 @@ SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
-def _import_onnx() -> tuple[Any, Any]:
+def _import_onnx() -> Any:
     try:
-        import jax2onnx
         import onnx
+        import onnxruntime  # noqa: F401 - its graph fusions, and the check
     except ImportError:
         raise JaxpruneError(
-            "ONNX export needs jax2onnx and onnx; install them with `pip install -e \".[onnx]\"`"
+            "ONNX export needs onnx and onnxruntime; install them with `pip install -e \".[onnx]\"`"
         ) from None
-    return jax2onnx, onnx
+    return onnx
 
 
-def to_onnx(params: Params, config: BertConfig, *, dtype: str = "float32", opset: int = OPSET) -> Any:
+def to_onnx(params: Params, config: BertConfig, *, dtype: str = "float32", ort_fusion: bool = True) -> Any:
     """The classifier as an ``onnx.ModelProto`` with dynamic batch and sequence length.
 
     Args:
@@ -76,83 +73,21 @@ def to_onnx(params: Params, config: BertConfig, *, dtype: str = "float32", opset
       config: the model's config.
       dtype: ``"float32"``, or ``"float16"`` for float16 weights and matmuls (for GPUs;
         ONNX Runtime's CPU provider lacks float16 kernels for some of the ops).
+      ort_fusion: apply ONNX Runtime's BERT fusions (one ``Attention`` node per layer,
+        ``SkipLayerNormalization``, ``BiasGelu``: :func:`jaxprune.onnx_graph.fuse_for_onnx_runtime`);
+        the file then needs ONNX Runtime. False: standard ONNX ops only, for any runtime.
 
     Returns:
-      The model: inputs ``input_ids``/``attention_mask`` int64 (batch, sequence), output
-      ``logits`` float32 (batch, num_labels).
+      The model (:func:`jaxprune.onnx_graph.bert_graph`): inputs ``input_ids``/``attention_mask``
+      int64 (batch, sequence), output ``logits`` float32 (batch, num_labels).
     """
     if dtype not in DTYPES:
         raise JaxpruneError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    jax2onnx, onnx = _import_onnx()
-    compute = jnp.dtype(dtype)
-    params, config = _one_unit_for_empty_blocks(params, config)
-    model = BertForSequenceClassification(config, dtype=compute)
-    weights = jax.tree.map(lambda a: jnp.asarray(a, compute), params)
+    _import_onnx()
+    from jaxprune.onnx_graph import bert_graph, fuse_for_onnx_runtime
 
-    def logits(input_ids: jax.Array, attention_mask: jax.Array) -> jax.Array:
-        return model.apply({"params": weights}, input_ids, attention_mask)
-
-    spec = jax.ShapeDtypeStruct(("batch", "sequence"), jnp.int32)
-    # onnx_ir warns once per shape constant it cannot type while serialising; the model is fine.
-    serde_log = logging.getLogger("onnx_ir.serde")
-    level = serde_log.level
-    serde_log.setLevel(logging.ERROR)
-    try:
-        proto = jax2onnx.to_onnx(
-            logits, [spec, spec], model_name="jaxprune_bert", opset=opset,
-            input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-        )
-    finally:
-        serde_log.setLevel(level)
-    _int64_inputs(proto, onnx)
-    proto.producer_name = "jaxprune"
-    return proto
-
-
-def _one_unit_for_empty_blocks(params: Params, config: BertConfig) -> tuple[Params, BertConfig]:
-    """Give every emptied attention block one head, and every emptied FFN one neuron, all zero.
-
-    A compacted layer with no heads (or no neurons) adds only its output bias. Traced as is, it
-    has zero-width tensors, and ONNX's Reshape reads a 0 in a target shape as "copy this
-    dimension": ONNX Runtime then fails. One unit whose output weights are zero adds exactly
-    nothing, whatever its activation, so the logits are unchanged.
-    """
-    heads = [config.layer_heads(i) for i in range(config.num_hidden_layers)]
-    neurons = [config.layer_intermediate(i) for i in range(config.num_hidden_layers)]
-    if min(heads) > 0 and min(neurons) > 0:
-        return params, config
-    hidden, head_dim = config.hidden_size, config.head_dim
-    encoder = dict(params["encoder"])
-    for i in range(config.num_hidden_layers):
-        layer = {**encoder[f"layer_{i}"]}
-        if heads[i] == 0:
-            zero_in = {"kernel": np.zeros((hidden, head_dim), np.float32), "bias": np.zeros(head_dim, np.float32)}
-            attention = {**layer["attention"], "query": zero_in, "key": zero_in, "value": zero_in}
-            attention["output"] = {**attention["output"], "kernel": np.zeros((head_dim, hidden), np.float32)}
-            layer["attention"] = attention
-        if neurons[i] == 0:
-            layer["intermediate"] = {"kernel": np.zeros((hidden, 1), np.float32), "bias": np.zeros(1, np.float32)}
-            layer["output"] = {**layer["output"], "kernel": np.zeros((1, hidden), np.float32)}
-        encoder[f"layer_{i}"] = layer
-    config = config.replace(heads_per_layer=tuple(max(h, 1) for h in heads),
-                            intermediate_sizes=tuple(max(n, 1) for n in neurons))
-    return {**params, "encoder": encoder}, config
-
-
-def _int64_inputs(proto: Any, onnx: Any) -> None:
-    """Make the int32 graph inputs int64 (what tokenizers and numpy give), cast to int32 first thing."""
-    graph = proto.graph
-    casts = []
-    for value in graph.input:
-        inner = f"{value.name}_int32"
-        for node in graph.node:
-            node.input[:] = [inner if name == value.name else name for name in node.input]
-        value.type.tensor_type.elem_type = onnx.TensorProto.INT64
-        casts.append(onnx.helper.make_node("Cast", [value.name], [inner], to=onnx.TensorProto.INT32,
-                                           name=f"cast_{value.name}"))
-    nodes = casts + list(graph.node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    model = bert_graph(jax.tree.map(np.asarray, params), config, dtype=dtype)
+    return fuse_for_onnx_runtime(model) if ort_fusion else model
 
 
 QUANTIZATIONS = ("int8",)
@@ -181,6 +116,7 @@ def export_onnx(
     tolerance: float = 1e-4,
     quantize: str | None = None,
     per_channel: bool = True,
+    ort_fusion: bool = True,
 ) -> OnnxExport:
     """Export a saved classifier (a folder, dense, pruned or compacted, or a hub id) to ``output``
     (an ``.onnx`` file).
@@ -195,7 +131,7 @@ def export_onnx(
     With ``quantize="int8"`` (float32 only) the file is also quantised to ``model.int8.onnx``
     beside it (:func:`jaxprune.export_int8.quantize_int8`, per output channel unless
     ``per_channel=False``); with ``check_texts`` its logits and predicted classes are compared
-    with the float32 file's (``int8_check``).
+    with the float32 file's (``int8_check``). ``ort_fusion`` is :func:`to_onnx`'s.
     """
     from jaxprune.models.bert import count_params
     from jaxprune.models.loading import from_pretrained, resolve_folder
@@ -211,7 +147,7 @@ def export_onnx(
         raise JaxpruneError(f"`quantize={quantize}` quantises a float32 export; drop `dtype={dtype}`")
     source = resolve_folder(model)  # a hub id is downloaded once, here
     params, config = from_pretrained(source)
-    proto = to_onnx(params, config, dtype=dtype)
+    proto = to_onnx(params, config, dtype=dtype, ort_fusion=ort_fusion)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         _save_atomic(proto, output)

@@ -62,8 +62,11 @@ def quantize_int8(
     try:
         with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}.") as scratch:
             aside = Path(scratch) / output.name
+            # ONNX's shape inference cannot type the outputs of ORT's fused ops (Attention,
+            # SkipLayerNormalization): in a float32 export every such tensor is float32.
             quantize_dynamic(fp32_path, aside, per_channel=per_channel, reduce_range=reduce_range,
-                             weight_type=QuantType.QInt8, use_external_data_format=external)
+                             weight_type=QuantType.QInt8, use_external_data_format=external,
+                             extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
             for written in Path(scratch).iterdir():
                 if written != aside:  # FILE.onnx.data of a large model
                     os.replace(written, output.parent / written.name)

@@ -1,5 +1,6 @@
 """ONNX export: ONNX Runtime computes jaxprune's logits for dense and compacted models, at any
-batch and length, and the README's serving example runs on an exported e5-small."""
+batch and length, with and without its fusions, in a graph it fuses; and the README's serving
+example runs on an exported e5-small."""
 
 from __future__ import annotations
 
@@ -30,16 +31,24 @@ def ort_logits(session, ids, mask):
     return session.run(["logits"], {"input_ids": ids.astype(np.int64), "attention_mask": mask.astype(np.int64)})[0]
 
 
+def compacted_tiny(config):
+    """Uneven layers, one without heads and one without neurons."""
+    config = config.replace(num_hidden_layers=3)
+    params = init_params(config, jax.random.key(1))
+    return keep_first(params, config, heads=[3, 0, 1], neurons=[24, 5, 0])
+
+
+@pytest.mark.parametrize("fusion", [True, False], ids=["ort-fusion", "standard-ops"])
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("shape", ["dense", "compacted"])
-def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config, tiny_bert_params, pooling, shape):
+def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config, tiny_bert_params, pooling, shape,
+                                                               fusion):
     config = tiny_bert_config.replace(classifier_pooling=pooling)
     params = tiny_bert_params
-    if shape == "compacted":  # uneven layers, one without heads and one without neurons
-        config = config.replace(num_hidden_layers=3)
-        params = init_params(config, jax.random.key(1))
-        params, config = keep_first(params, config, heads=[3, 0, 1], neurons=[24, 5, 0])
-    session = ort.InferenceSession(to_onnx(params, config).SerializeToString(), providers=["CPUExecutionProvider"])
+    if shape == "compacted":
+        params, config = compacted_tiny(config)
+    session = ort.InferenceSession(to_onnx(params, config, ort_fusion=fusion).SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
     ids_input, mask_input = session.get_inputs()
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask"]
     assert ids_input.type == mask_input.type == "tensor(int64)"
@@ -52,11 +61,36 @@ def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config,
         expected = jax_logits(params, config, ids, mask)
         np.testing.assert_allclose(ort_logits(session, ids, mask), expected, atol=1e-5, rtol=0)
     # float16 weights and matmuls: ONNX Runtime's CPU provider runs them, close to float32.
-    half = ort.InferenceSession(to_onnx(params, config, dtype="float16").SerializeToString(),
+    half = ort.InferenceSession(to_onnx(params, config, dtype="float16", ort_fusion=fusion).SerializeToString(),
                                 providers=["CPUExecutionProvider"])
     half_logits = ort_logits(half, ids, mask)
     assert half_logits.dtype == np.float32
     np.testing.assert_allclose(half_logits, expected, atol=2e-2, rtol=0)
+
+
+@pytest.mark.parametrize("hidden_act", ["gelu_new", "relu"])
+def test_every_activation_exports(tiny_bert_config, hidden_act):
+    params, config = compacted_tiny(tiny_bert_config.replace(hidden_act=hidden_act))
+    session = ort.InferenceSession(to_onnx(params, config).SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.random.default_rng(0).integers(0, config.vocab_size, (3, 9))
+    mask = np.ones_like(ids)
+    mask[1, 4:] = 0
+    np.testing.assert_allclose(ort_logits(session, ids, mask), jax_logits(params, config, ids, mask), atol=1e-5, rtol=0)
+
+
+def test_the_graph_is_what_onnx_runtime_fuses(tiny_bert_config):
+    """Native LayerNormalization and MatMul/Softmax attention, no Einsum; with ORT's fusions, one
+    Attention node per layer that has heads, and every residual LayerNorm a SkipLayerNormalization."""
+    import collections
+
+    params, config = compacted_tiny(tiny_bert_config)  # heads 3, 0, 1
+    standard = collections.Counter(n.op_type for n in to_onnx(params, config, ort_fusion=False).graph.node)
+    assert standard["LayerNormalization"] == 1 + 2 * 3 and standard["Softmax"] == 2
+    assert not {"Einsum", "ReduceMean", "Sqrt", "Pow"} & set(standard)
+    fused = collections.Counter(n.op_type for n in to_onnx(params, config).graph.node)
+    assert fused["Attention"] == 2 and "Softmax" not in fused
+    assert fused["SkipLayerNormalization"] + fused["LayerNormalization"] == 1 + 2 * 3
+    assert sum(fused.values()) < 0.5 * sum(standard.values())
 
 
 def test_to_onnx_refuses_an_unknown_dtype(tiny_bert_config, tiny_bert_params):
