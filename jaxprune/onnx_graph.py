@@ -24,6 +24,7 @@ softmax and the logits are float32, as in the JAX model.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,6 @@ Params = dict[str, Any]
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAME = "logits"
 OPSET = 21  # LayerNormalization (17), Gelu with tanh (20); ONNX Runtime >= 1.17 runs it
-GELU_TANH = ("gelu_new", "gelu_pytorch_tanh")
 
 
 class _Builder:
@@ -94,8 +94,9 @@ def bert_graph(params: Params, config: BertConfig, *, dtype: str = "float32") ->
     """
     import onnx
 
-    if config.hidden_act not in ("gelu", "relu", *GELU_TANH):
-        raise JaxpruneError(f"hidden_act {config.hidden_act!r} has no ONNX export; use gelu, gelu_new or relu")
+    if config.hidden_act not in ONNX_ACTIVATIONS:
+        raise JaxpruneError(f"hidden_act {config.hidden_act!r} has no ONNX export; use one of "
+                            f"{sorted(ONNX_ACTIVATIONS)} in the model's config.json")
     g = _Builder(onnx, np.dtype(dtype))
     x = _embeddings(g, params["embeddings"], config)
     padding_bias = _padding_bias(g)
@@ -214,14 +215,28 @@ def _feed_forward(g: _Builder, x: str, params: Params, prefix: str, config: Bert
     return g.layer_norm(out, params["output_LayerNorm"], f"{prefix}/output_LayerNorm", config.layer_norm_eps)
 
 
-def _activation(g: _Builder, x: str, name: str) -> str:
-    if name == "relu":
-        return g.op("Relu", x)
-    if name in GELU_TANH:
-        return g.op("Gelu", x, approximate="tanh")
+def _gelu_erf(g: _Builder, x: str) -> str:
     # x * (1 + erf(x / sqrt 2)) / 2, in the order ORT's Gelu fusion looks for.
     erf = g.op("Erf", g.op("Div", x, g.constant(math.sqrt(2.0), g.dtype)))
     return g.op("Mul", g.op("Mul", x, g.op("Add", erf, g.constant(1.0, g.dtype))), g.constant(0.5, g.dtype))
+
+
+def _gelu_tanh(g: _Builder, x: str) -> str:
+    return g.op("Gelu", x, approximate="tanh")
+
+
+# The ONNX form of each activation of jaxprune.models.activations.ACTIVATIONS (the one table;
+# tests/test_export_onnx.py checks that both name the same activations).
+ONNX_ACTIVATIONS: dict[str, Callable[[_Builder, str], str]] = {
+    "gelu": _gelu_erf,
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "relu": lambda g, x: g.op("Relu", x),
+}
+
+
+def _activation(g: _Builder, x: str, name: str) -> str:
+    return ONNX_ACTIVATIONS[name](g, x)
 
 
 def _mean_pool(g: _Builder, x: str) -> str:

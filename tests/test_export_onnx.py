@@ -70,6 +70,10 @@ def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config,
 
 @pytest.mark.parametrize("hidden_act", ["gelu_new", "relu"])
 def test_every_activation_exports(tiny_bert_config, hidden_act):
+    from jaxprune.models.activations import ACTIVATIONS
+    from jaxprune.onnx_graph import ONNX_ACTIVATIONS
+
+    assert set(ONNX_ACTIVATIONS) == set(ACTIVATIONS)
     params, config = compacted_tiny(tiny_bert_config.replace(hidden_act=hidden_act))
     session = ort.InferenceSession(to_onnx(params, config).SerializeToString(), providers=["CPUExecutionProvider"])
     ids = np.random.default_rng(0).integers(0, config.vocab_size, (3, 9))
