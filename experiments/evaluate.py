@@ -133,6 +133,11 @@ def _check_onnx_model(args: argparse.Namespace) -> Path:
     if not (path.parent / "config.json").is_file():
         raise JaxpruneError(f"{path} has no config.json beside it (its labels); export it with "
                             f"experiments/export_onnx.py, which copies config.json and the tokenizer beside it")
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise JaxpruneError('scoring an ONNX file needs onnx and onnxruntime; pip install -e ".[onnx]"') from None
     return path
 
 
