@@ -60,6 +60,7 @@ class _State:
     stopping = False  # a signal has already been raised: later ones are ignored
     deferring = 0
     pending: int | None = None
+    received: int | None = None  # the signal raised; kept in case code it interrupted swallowed it
 
 
 def _handler(signum: int, frame) -> None:
@@ -70,7 +71,7 @@ def _handler(signum: int, frame) -> None:
         return
     if _State.stopping:
         return
-    _State.stopping = True
+    _State.stopping, _State.received = True, signum
     raise Interrupted(signum)
 
 
@@ -123,13 +124,13 @@ def _installed() -> Iterator[None]:
 def handle_signals() -> Iterator[None]:
     """For an entry point: SIGINT and SIGTERM raise :class:`Interrupted` inside the block (once:
     later signals are ignored while it unwinds)."""
-    raising, stopping = _State.raising, _State.stopping
-    _State.raising, _State.stopping = True, False
+    saved = _State.raising, _State.stopping, _State.received
+    _State.raising, _State.stopping, _State.received = True, False, None
     try:
         with _installed():
             yield
     finally:
-        _State.raising, _State.stopping = raising, stopping
+        _State.raising, _State.stopping, _State.received = saved
 
 
 @contextlib.contextmanager
@@ -137,6 +138,10 @@ def deferred(raise_pending: bool = True) -> Iterator[None]:
     """Inside the block a signal is recorded, not raised: read :func:`pending` and stop when it
     suits. One still pending when the outermost block ends is raised there (or, with
     ``raise_pending=False``, for a block that is already stopping, dropped)."""
+    if raise_pending and _State.received is not None and not _State.deferring:
+        # A signal raised earlier never reached the entry point: the code it landed in (a
+        # finalizer, a library's broad except) swallowed it. Stop here, before more work.
+        raise Interrupted(_State.received)
     _State.deferring += 1
     try:
         with _installed():
@@ -149,6 +154,13 @@ def deferred(raise_pending: bool = True) -> Iterator[None]:
         signum, _State.pending = _State.pending, None
         _State.stopping = True
         raise Interrupted(signum)
+
+
+def check() -> None:
+    """Raise :class:`Interrupted` if a signal raised earlier was swallowed by the code it landed
+    in; for loops and phase boundaries outside :func:`deferred` (never for cleanup code)."""
+    if _State.received is not None and not _State.deferring:
+        raise Interrupted(_State.received)
 
 
 def pending() -> int | None:

@@ -64,6 +64,23 @@ def test_handle_signals_raises_interrupted_with_the_status_of_its_signal():
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored
 
 
+def test_a_signal_swallowed_where_it_landed_still_stops_the_run_at_the_next_safe_point():
+    with interrupts.handle_signals():
+        try:  # a finalizer or a library's broad except that eats the KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+        except BaseException:  # noqa: BLE001
+            pass
+        os.kill(os.getpid(), signal.SIGINT)  # a second one is ignored while stopping
+        time.sleep(0.01)
+        with pytest.raises(interrupts.Interrupted) as raised:
+            with interrupts.deferred():
+                pass
+        assert raised.value.exit_status == 130
+        with pytest.raises(interrupts.Interrupted):
+            interrupts.check()
+
+
 def test_a_broken_pipe_silences_the_script_output_instead_of_raising(repo_script, monkeypatch):
     cli_args = repo_script("experiments/cli_args.py")
     read, write = os.pipe()
@@ -185,13 +202,21 @@ class Run:
                 self.output += chunk
         return True
 
-    def interrupt(self, signum: int, reader_exits: bool, after: float = 0.0) -> int:
-        """Send ``signum`` (``after`` seconds from the start, reading meanwhile); with ``reader_exits``
-        the pipe's read end is closed first. The exit status."""
-        while time.monotonic() < self.started + after and self.proc.poll() is None:
+    def interrupt(self, signum: int, reader_exits: bool, after: float = 0.0, marker: str | None = None) -> int:
+        """Send ``signum`` ``after`` seconds from the start (or, given a ``marker``, from its first
+        appearance; a run that ends before it is not signalled), reading meanwhile; with
+        ``reader_exits`` the pipe's read end is closed first. The exit status."""
+        start = self.started
+        if marker is not None:
+            if not self.read_until(marker):
+                self.signalled = False
+                return self.proc.wait(timeout=240)
+            start = time.monotonic()
+        while time.monotonic() < start + after and self.proc.poll() is None:
             ready, _, _ = select.select([self.proc.stdout], [], [], 0.05)
             if ready:
                 self.output += os.read(self.proc.stdout.fileno(), 65536)
+        self.signalled = self.proc.poll() is None  # False: it had finished before the signal
         if reader_exits:
             self.proc.stdout.close()
         self.proc.send_signal(signum)
@@ -282,7 +307,8 @@ def _lock_is_free(path: Path) -> bool:
 
 def test_twenty_interrupts_at_random_moments_lose_nothing(tiny_task, reference, tmp_path):
     """A seeded stress test: runs interrupted 20 times in all (SIGINT or SIGTERM, the reader
-    exiting or not, at a random moment: start-up, teacher, student, compaction or fine-tuning),
+    exiting or not, at a random moment of start-up or 0-3 s into a random phase: teacher training,
+    teacher evaluation, student training, compaction and evaluation, fine-tuning),
     each resumed by the next; no crash, every exit status 130 or 143, no checkpoint ever lost, and
     every run that finishes (the last one by a final resume) ends with the uninterrupted results."""
     expected, _ = reference
@@ -292,9 +318,12 @@ def test_twenty_interrupts_at_random_moments_lose_nothing(tiny_task, reference, 
     while len(statuses) < 20:
         signum, reader_exits = rng.choice([signal.SIGINT, signal.SIGTERM]), rng.random() < 0.5
         run = Run(_args(tiny_task, out, cache, "--resume"))
-        status = run.interrupt(signum, reader_exits, after=rng.uniform(0.5, 12.0))
+        marker = rng.choice([None, *MARKERS])  # None: during start-up
+        status = run.interrupt(signum, reader_exits, marker=marker,
+                               after=rng.uniform(0.5, 6.0) if marker is None else rng.uniform(0.0, 3.0))
         assert status not in CRASHES, (status, run.text()[-3000:])
         if status == 0:  # it finished before the signal: check it, and start another run
+            assert not run.signalled, f"the signal was lost: {run.text()[-3000:]}"
             assert _results(out) == expected
             chain += 1
             out, newest = tmp_path / f"out{chain}", (-1, -1, -1)
@@ -310,9 +339,12 @@ def test_twenty_interrupts_at_random_moments_lose_nothing(tiny_task, reference, 
     print(f"20 interrupts (status, phase reached): {statuses}; runs finished between them: {chain}")
 
 
+# The line that starts each phase of a run.
+MARKERS = {"teacher:   0%|": "teacher", "evaluate teacher": "teacher evaluation", "student:   0%|": "student",
+           "evaluate student": "compaction", "fine-tune compacted": "fine-tuning"}
+
+
 def _phase(output: str) -> str:
     """The last phase a run's output reached."""
-    marks = {"start-up": 0, "teacher": output.rfind("teacher:   0%|"),
-             "teacher evaluation": output.rfind("evaluate teacher"), "student": output.rfind("student:   0%|"),
-             "compaction": output.rfind("evaluate student"), "fine-tuning": output.rfind("fine-tune compacted")}
+    marks = {"start-up": 0, **{phase: output.rfind(marker) for marker, phase in MARKERS.items()}}
     return max(marks, key=marks.get)

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxprune import interrupts
 from jaxprune.data.batching import EncodedSplit, epoch_plan, make_batch
 from jaxprune.models.bert import BertForSequenceClassification, inference_logits
 from jaxprune.models.config import BertConfig
@@ -48,6 +49,7 @@ def predict_logits(
 
         params, rows_per_batch = parallel.put(params), parallel.padded_batch_size(batch_size)
     for rows in progress(plan) if progress else plan:
+        interrupts.check()  # a Ctrl-C swallowed where it landed still stops the run here
         batch = make_batch(encoded, rows, rows_per_batch)
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
         if parallel is None:

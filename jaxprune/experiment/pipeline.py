@@ -21,6 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxprune import interrupts
 from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.predict import predict_logits
 from jaxprune.experiment.baseline import (
@@ -228,6 +229,7 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
     }
     if not is_primary():
         return results
+    interrupts.check()  # a swallowed Ctrl-C: stop before the results (resuming redoes only the tail)
     write_json(results_path, results)
     if not config.keep_checkpoints:  # the run is finished: results and models are kept
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
