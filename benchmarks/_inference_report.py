@@ -1,8 +1,9 @@
 """The results of ``benchmarks/inference.py``: the JSON payload, the markdown tables and the goals.
 
 One row per (model, batch x len, dtype, variant), as ``inference.Model.time_cell`` makes it;
-runtimes are ``jax``, ``torch_eager``, ``torch_compile`` and ``ort`` (ONNX Runtime, float32
-only; the dense row also holds ``ort_dense_torch``, ORT on transformers' own export).
+runtimes are ``jax``, ``torch_eager``, ``torch_compile``, ``ort`` (ONNX Runtime, float32
+rows only; the dense row also holds ``ort_dense_torch``, ORT on transformers' own export) and
+``ort_int8`` (the same files dynamically quantised; ``ort_dense_torch_int8`` on the dense row).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 # Runtime key of a row -> the name the tables give it; "fastest" is one of these names.
 RUNTIMES = {"jax": "jax", "torch_eager": "torch eager", "torch_compile": "torch compile", "ort": "ort",
-            "ort_dense_torch": "ort (transformers export)"}
+            "ort_dense_torch": "ort (transformers export)", "ort_int8": "ort int8",
+            "ort_dense_torch_int8": "ort int8 (transformers export)"}
 
 
 def fastest(row: dict[str, Any]) -> str:
@@ -97,6 +99,26 @@ def goals(rows: list[dict[str, Any]]) -> list[str]:
                      f"{_x(get('bfloat16', most, 'jax_speedup_vs_fp32_dense'))} | "
                      f"{_x(get('float32', 'dense', 'jax_speedup_vs_torch_eager'))} | "
                      f"{_x(get('float32', most, 'ort_speedup_vs_ort_dense'))} |")
+    return lines + int8_goals(rows, most)
+
+
+def int8_goals(rows: list[dict[str, Any]], most: str) -> list[str]:
+    """The int8 goals (issue 23) for the ``most`` sparse variant: markdown lines (none without int8 rows)."""
+    dense = {(r["model"], r["batch_size"], r["seq_length"]): r for r in rows
+             if r["variant"] == "dense" and r["dtype"] == "float32"}
+    rows = [row for row in rows if row["variant"] == most and row.get("ort_int8")]
+    if not rows:
+        return []
+    lines = ["", f"| model | batch x len | {most} int8 vs dense fp32 in ORT (transformers export) (goal >= 8x) | "
+                 f"{most} int8 vs dense int8 in ORT (transformers export) (goal >= 3x) | "
+                 f"jaxprune dense fp32 vs transformers dense fp32 in ORT (goal >= 1x) |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        dense_row = dense.get((row["model"], row["batch_size"], row["seq_length"]), {})
+        lines.append(f"| {row['model']} | {row['batch_size']}x{row['seq_length']} | "
+                     f"{_x(row.get('ort_int8_speedup_vs_ort_dense'))} | "
+                     f"{_x(row.get('ort_int8_speedup_vs_ort_dense_int8'))} | "
+                     f"{_x(dense_row.get('ort_speedup_vs_ort_dense'))} |")
     return lines
 
 
@@ -108,12 +130,15 @@ def ort_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["", "ONNX Runtime (fp32; jaxprune's exports of every variant, and transformers' export of the "
              "dense model, which is what serving without jaxprune gives):", "",
              "| model | batch x len | variant | ort ms | ort ms, transformers export | "
-             "vs ort dense (transformers export) | jax ms | jax vs ort | fastest |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "vs ort dense (transformers export) | ort int8 ms | ort int8 ms, transformers export | "
+             "int8 vs ort dense fp32 / int8 (transformers export) | jax ms | jax vs ort | fastest |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| {row['model']} | {row['batch_size']}x{row['seq_length']} | {row['variant']} | "
                      f"{_ms(row['ort'])} | {_ms(row.get('ort_dense_torch'))} | "
-                     f"{_x(row.get('ort_speedup_vs_ort_dense'))} | {_ms(row['jax'])} | "
+                     f"{_x(row.get('ort_speedup_vs_ort_dense'))} | {_ms(row.get('ort_int8'))} | "
+                     f"{_ms(row.get('ort_dense_torch_int8'))} | {_x(row.get('ort_int8_speedup_vs_ort_dense'))} / "
+                     f"{_x(row.get('ort_int8_speedup_vs_ort_dense_int8'))} | {_ms(row['jax'])} | "
                      f"{_x(row.get('jax_speedup_vs_ort'))} | {row['fastest']} |")
     return lines
 

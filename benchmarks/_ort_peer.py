@@ -14,6 +14,12 @@ Every graph is float32 with the interface of Hugging Face's ONNX exports: int64 
   params (:mod:`jaxprune.onnx_graph`, with ONNX Runtime's BERT fusions), saved with
   ``onnx.save_model``.
 
+With ``int8``, every file is also quantised by :func:`jaxprune.export_int8.quantize_int8`
+(ONNX Runtime's dynamic quantisation, per channel, as ``export_onnx.py --quantize int8``
+does) into the session ``<name>-int8``: ``dense-torch-int8`` is what a user of Hugging Face
+Optimum's dynamic quantisation serves. Int8 logits are not checked against JAX's (they
+differ by design; the largest difference goes to the notes).
+
 Each file is loaded by :func:`jaxprune.export.onnx_session` (CPU provider, ``ORT_ENABLE_ALL``
 graph optimisation, ORT's default intra-op threads) and deleted; the session keeps the graph.
 ``ort_parity`` checks every session against the JAX logits before anything is timed, and
@@ -36,6 +42,7 @@ from typing import Any
 import numpy as np
 
 TORCH_EXPORT = "dense-torch"  # the session name of transformers' exported dense model
+INT8 = "-int8"  # suffix of the session name of a file's dynamically quantised twin
 PARITY_TOLERANCE = 1e-4  # max |ORT - JAX| float32 logit
 OPSET = 18  # the TorchScript exporter's newest; jaxprune.export uses its own (21)
 
@@ -66,9 +73,9 @@ def export_transformers(torch: Any, torch_model: Any, path: Path) -> None:
         )
 
 
-def ort_sessions(model: Any, notes: list[str]) -> tuple[dict[str, Any], dict[str, float]]:
-    """ORT sessions of ``model``'s variants, plus ``dense-torch`` when the PyTorch peer is on,
-    and the seconds each export took.
+def ort_sessions(model: Any, notes: list[str], int8: bool = False) -> tuple[dict[str, Any], dict[str, float]]:
+    """ORT sessions of ``model``'s variants, plus ``dense-torch`` when the PyTorch peer is on
+    (and with ``int8`` each one's quantised twin), and the seconds each export took.
 
     ``model`` is ``inference.Model`` (its ``name``, ``variants``, ``torch`` and ``torch_model``).
     """
@@ -76,6 +83,7 @@ def ort_sessions(model: Any, notes: list[str]) -> tuple[dict[str, Any], dict[str
     import onnxruntime
 
     from jaxprune.export import onnx_session, to_onnx
+    from jaxprune.export_int8 import quantize_int8
 
     sessions, export_s = {}, {}
     with tempfile.TemporaryDirectory(prefix="jaxprune_ort_") as folder:
@@ -94,6 +102,12 @@ def ort_sessions(model: Any, notes: list[str]) -> tuple[dict[str, Any], dict[str
             export_s[name] = time.perf_counter() - start
             threads_before = _thread_count()
             sessions[name] = onnx_session(path)
+            if int8:
+                start = time.perf_counter()
+                quantized = quantize_int8(path, path.with_name(f"{name}{INT8}.onnx"))
+                export_s[name + INT8] = export_s[name] + time.perf_counter() - start
+                sessions[name + INT8] = onnx_session(quantized)
+                quantized.unlink()
             path.unlink()
             said = any(note.startswith("ONNX Runtime ") for note in notes)
             if threads_before is not None and len(sessions) == 1 and not said:
@@ -122,10 +136,11 @@ def ort_runner(session: Any, ids: Any) -> Callable[[], np.ndarray]:
 
 def ort_parity(model: Any, sessions: dict[str, Any], notes: list[str]) -> dict[str, float]:
     """Max |logit difference| ORT vs JAX (float32, 2x16 random ids) per session, appended to
-    ``notes``; ``dense-torch`` is compared with the JAX dense model.
+    ``notes``; ``dense-torch`` is compared with the JAX dense model, an int8 twin with its variant.
 
     Raises:
-      RuntimeError: a session differs by more than ``PARITY_TOLERANCE``; it would time another model.
+      RuntimeError: a float32 session differs by more than ``PARITY_TOLERANCE``; it would time
+        another model.
     """
     import jax
 
@@ -136,10 +151,11 @@ def ort_parity(model: Any, sessions: dict[str, Any], notes: list[str]) -> dict[s
                   for variant, (params, config, _) in model.variants.items()}
     out = {}
     for name, session in sessions.items():
-        expected = jax_logits["dense" if name == TORCH_EXPORT else name]
+        variant = name.removesuffix(INT8)
+        expected = jax_logits["dense" if variant == TORCH_EXPORT else variant]
         out[name] = float(np.max(np.abs(ort_runner(session, ids)() - expected)))
     notes.append(f"{model.name}: max |ORT - JAX| fp32 logits per ORT variant {out}")
-    wrong = {name: diff for name, diff in out.items() if not diff <= PARITY_TOLERANCE}
+    wrong = {name: diff for name, diff in out.items() if not name.endswith(INT8) and not diff <= PARITY_TOLERANCE}
     if wrong:
         raise RuntimeError(f"ORT peer of {model.name}: logits differ from JAX by more than "
                            f"{PARITY_TOLERANCE} ({wrong}); the exported graphs are not the timed model")

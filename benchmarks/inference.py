@@ -28,6 +28,11 @@ pool made 20 ms calls take 40-120 ms on 2 cores. The runs:
   ``ort/float32/dense`` and ``ort/float32/sNN`` run ``jaxprune.export.to_onnx`` of the dense
   and compacted params. Rows get ``ort_speedup_vs_ort_dense`` (against that transformers
   export) and ``jax_speedup_vs_ort``; every row names the ``fastest`` runtime.
+* ``ort/int8/...`` (with ``--ort-int8 on``): each of those files dynamically quantised
+  (``jaxprune.export_int8``): ``ort/int8/dense-torch`` is transformers' export quantised, the
+  int8 model a user without jaxprune would pick. Rows get ``ort_int8`` and
+  ``ort_int8_speedup_vs_ort_dense`` / ``_vs_ort_dense_int8`` (against transformers' export in
+  fp32 / int8).
 
 Models: ``minilm`` (all-MiniLM-L6-v2's shape), ``e5-small`` (multilingual-e5-small's: 12
 layers of MiniLM's width, 250k vocabulary, mean pooling) and ``mahabert`` (BERT-base).
@@ -52,7 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._inference_report import fastest, write_report
-from benchmarks._ort_peer import TORCH_EXPORT, import_ort, ort_parity, ort_runner, ort_sessions
+from benchmarks._ort_peer import INT8, TORCH_EXPORT, import_ort, ort_parity, ort_runner, ort_sessions
 from benchmarks._torch_peer import build_torch_model, import_torch, torch_parity, torch_runner
 from experiments.cli_args import Parser, fraction_pruned, run_script, whole_number
 
@@ -99,6 +104,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--torch", choices=("on", "off"), default="on", help="run the PyTorch peer")
     parser.add_argument("--ort", choices=("on", "off"), default="on",
                         help="run the ONNX Runtime peer (float32, JAX on the CPU only)")
+    parser.add_argument("--ort-int8", choices=("on", "off"), default="on",
+                        help="also time every ORT file dynamically quantised to int8")
     parser.add_argument("--torch-compile", choices=("auto", "dense", "all", "off"), default="auto",
                         help="torch.compile variants; auto = the dense model at 32x128 on GPU, the marked CPU cell "
                              "on CPU")
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         write_report(args, argv, rows, partial, repeats, warmup, started, load_before, stem, final=False)
         if model_name not in models:
             models.clear()  # one model at a time: MahaBERT with its PyTorch and ORT twins holds ~8 GB
-            models[model_name] = Model(model_name, sparsities, torch, ort is not None, notes)
+            models[model_name] = Model(model_name, sparsities, torch, ort is not None, notes, args.ort_int8 == "on")
         compile_mode = resolve_compile(args.torch_compile, on_gpu, compile_cell)
         print(f"[inference] cell {done + 1}/{len(cells)}: {model_name} {batch_size}x{length} "
               f"{', '.join(dtypes)}", flush=True)
@@ -186,7 +193,8 @@ class Model:
     """Dense and compacted params of one model, their PyTorch twins (built on demand) and,
     with ``ort``, their ONNX Runtime sessions (float32)."""
 
-    def __init__(self, name: str, sparsities: tuple[float, ...], torch, ort: bool, notes: list[str]):
+    def __init__(self, name: str, sparsities: tuple[float, ...], torch, ort: bool, notes: list[str],
+                 int8: bool = False):
         import jax
 
         from jaxprune.models.bert import count_params, init_params
@@ -204,7 +212,7 @@ class Model:
         self.torch_models: dict[tuple[str, str], Any] = {}
         if torch is not None:
             self.parity = torch_parity(self, notes)
-        self.ort_sessions, self.ort_export_s = ort_sessions(self, notes) if ort else ({}, {})
+        self.ort_sessions, self.ort_export_s = ort_sessions(self, notes, int8) if ort else ({}, {})
         if ort:
             self.ort_parity = ort_parity(self, self.ort_sessions, notes)
 
@@ -231,7 +239,8 @@ class Model:
                 )
             if dtype == "float32":
                 for name, session in self.ort_sessions.items():
-                    runs[f"ort/float32/{name}"] = ort_runner(session, ids)
+                    key = f"ort/int8/{name.removesuffix(INT8)}" if name.endswith(INT8) else f"ort/float32/{name}"
+                    runs[key] = ort_runner(session, ids)
             if self.torch is None:
                 continue
             if dtype == "bfloat16" and not on_gpu and batch_size * length > CPU_TORCH_BF16_MAX_TOKENS:
@@ -299,6 +308,15 @@ class Model:
         if variant == "dense" and torch_export in times:
             fields["ort_dense_torch"] = summarize(times[torch_export], batch_size)
             fields["ort_dense_torch_export_s"] = self.ort_export_s[TORCH_EXPORT]
+        int8_name, torch_int8 = f"ort/int8/{variant}", f"ort/int8/{TORCH_EXPORT}"
+        if int8_name in times:
+            fields["ort_int8"] = summarize(times[int8_name], batch_size)
+            fields["ort_int8_speedup_vs_ort_dense"] = (median[torch_export] / median[int8_name]
+                                                      if torch_export in times else None)
+            fields["ort_int8_speedup_vs_ort_dense_int8"] = (median[torch_int8] / median[int8_name]
+                                                           if torch_int8 in times else None)
+            if variant == "dense" and torch_int8 in times:
+                fields["ort_dense_torch_int8"] = summarize(times[torch_int8], batch_size)
         return fields
 
 
