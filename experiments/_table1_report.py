@@ -56,11 +56,18 @@ def teachers(runs: Runs) -> dict[str, tuple[str, list[str]]]:
 
 
 def timing_models(runs: Runs) -> dict[str, str]:
-    """What Table I times: each teacher, and the compacted model of each row's first finished seed."""
+    """What Table I times: each teacher, and the compacted model of each row's first finished seed
+    whose model is still saved (the first seed's when none is)."""
     models = {name: source for source, (name, _) in teachers(runs).items()}
     for name, by_seed in runs.items():
-        models[name] = str(next(iter(by_seed.values()))["compacted_dir"])
+        models[name] = str(by_seed[timed_seed(by_seed)]["compacted_dir"])
     return models
+
+
+def timed_seed(by_seed: dict) -> int:
+    """The seed whose compacted model Table I times: the first whose model is still saved, else the first."""
+    saved = [seed for seed, results in by_seed.items() if (Path(results["compacted_dir"]) / "config.json").is_file()]
+    return (saved or list(by_seed))[0]
 
 
 def _stamp(folder: str) -> int | None:
@@ -130,7 +137,8 @@ def table_rows(runs: Runs, timing: dict | None = None) -> list[dict]:
             "kg_co2": None, "encoder_sparsity": 0.0, "transfer": None,
         })
     for name, by_seed in runs.items():
-        timed_seed, timed = next(iter(by_seed.items()))
+        seed_timed = timed_seed(by_seed)
+        timed = by_seed[seed_timed]
 
         def over_seeds(key: str, scale: float = 1.0) -> dict | None:
             return mean_std({seed: results.get(key) for seed, results in by_seed.items()}, scale)
@@ -139,7 +147,7 @@ def table_rows(runs: Runs, timing: dict | None = None) -> list[dict]:
         rows.append({
             "name": name, "teacher": False, "teacher_source": timed["teacher"]["source"],
             "sparsity": timed["sparsity"], "distill": timed["distill"], "vocabulary": _pieces(timed),
-            "seeds": list(by_seed), "n_seeds": len(by_seed), "timed_seed": timed_seed,
+            "seeds": list(by_seed), "n_seeds": len(by_seed), "timed_seed": seed_timed,
             # The size after compaction, not a count of non-zeros: a dequantised 4-bit model
             # (e5-small) has exact zeros of its own (about 11M in its embeddings).
             "params_m": params / 1e6, "params_reduction_pct": 100 * (1 - params / original),
@@ -175,8 +183,10 @@ def markdown(rows: list[dict], runs: Runs, timing: dict | None, command: str) ->
     first = _first(runs)
     students = [row for row in rows if not row["teacher"]]
     seeds = sorted({seed for row in students for seed in row["seeds"]})
-    timed_seeds = {row["timed_seed"] for row in students}
-    timed = f"seed {timed_seeds.pop()}'s" if len(timed_seeds) == 1 else "the first finished seed's"
+    timed_seeds = [row["timed_seed"] for row in students]
+    usual = max(set(timed_seeds), key=timed_seeds.count) if timed_seeds else None
+    others = ", ".join(f"{row['name']}: seed {row['timed_seed']}'s" for row in students if row["timed_seed"] != usual)
+    timed = f"seed {usual}'s" + (f" ({others}, the first seed with a saved model)" if others else "")
     original = first.get("params_before_vocab_pruning") or first["params_total"]
     before = any(row["accuracy_before_finetune_pct"] for row in rows)
     transfer = next((row["transfer"] for row in students if row["transfer"]), None)
