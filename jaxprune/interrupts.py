@@ -54,9 +54,9 @@ def exit_status(error: BaseException) -> int:
 
 
 class _State:
-    """Which signals are ours now: ``raising`` (entry points) and ``deferring`` (nesting depth)."""
+    """Where the signals stand: ``deferring`` (nesting depth of :func:`deferred`), the signal
+    ``pending`` there, and the one ``received`` (raised) outside it."""
 
-    raising = False
     stopping = False  # a signal has already been raised: later ones are ignored
     deferring = 0
     pending: int | None = None
@@ -124,13 +124,13 @@ def _installed() -> Iterator[None]:
 def handle_signals() -> Iterator[None]:
     """For an entry point: SIGINT and SIGTERM raise :class:`Interrupted` inside the block (once:
     later signals are ignored while it unwinds)."""
-    saved = _State.raising, _State.stopping, _State.received
-    _State.raising, _State.stopping, _State.received = True, False, None
+    saved = _State.stopping, _State.received
+    _State.stopping, _State.received = False, None
     try:
         with _installed():
             yield
     finally:
-        _State.raising, _State.stopping, _State.received = saved
+        _State.stopping, _State.received = saved
 
 
 @contextlib.contextmanager
