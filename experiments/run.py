@@ -128,6 +128,10 @@ def make_parser() -> Parser:
                         "distillation when --distill (and the --transfer-file texts); on SHC at 75%% an epoch of "
                         "1,913 headlines costs about 2 minutes on 2 CPU cores (default: "
                         f"{DEMO.finetune_epochs}; experiment: {EXPERIMENT.finetune_epochs})")
+    p.add_argument("--student-from", default=None, metavar="FOLDER",
+                   help="skip the pruning: fine-tune the pruned student an earlier run saved in FOLDER (its "
+                        "<output-dir>/pruned; same model, data, vocabulary and --sparsity) after compaction, to "
+                        "try fine-tuning settings without pruning again (needs --finetune-epochs > 0; default: none)")
     p.add_argument("--teacher-epochs", type=whole_number(1), default=None,
                    help=f"epochs to fine-tune a model without a classifier head (default: {DEMO.teacher.epochs}; "
                         f"experiment: {EXPERIMENT.teacher.epochs}, raised on a small training set as for --epochs; "
@@ -252,7 +256,7 @@ def _check_flags(args: argparse.Namespace) -> None:
 
 # Flags that set the ExperimentConfig field of the same name, as given.
 _SAME_NAMES = ("pooling", "data_dir", "variant", "train_file", "eval_file", "test_file", "text_column", "label_column",
-               "keep_overlap", "repair_text", "transfer_file", "transfer_column", "teacher_cache", "teacher_in_step", "prune_vocab", "vocab_corpus", "resume",
+               "keep_overlap", "repair_text", "transfer_file", "transfer_column", "student_from", "teacher_cache", "teacher_in_step", "prune_vocab", "vocab_corpus", "resume",
                "keep_checkpoints", "shard_params")
 
 

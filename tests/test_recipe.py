@@ -185,6 +185,51 @@ def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_f
     assert again["finetune"]["logits_file"] == finetune["logits_file"]
 
 
+def test_a_pruned_student_is_fine_tuned_again_without_pruning(tmp_path, tiny_model_folder, tiny_data_dir):
+    transfer_file = tmp_path / "transfer.txt"
+    transfer_file.write_text("\n".join(f"पावसाने शेती वाचली {i}" for i in range(7)), encoding="utf-8")
+    first = train_and_evaluate(recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "first"),
+                               log=lambda message: None)
+    lines = []
+    config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "again")
+    again = train_and_evaluate(config.replace(student_from=first["pruned_dir"]), log=lines.append)
+    assert any(line.startswith(f"student: the pruned student in {first['pruned_dir']}") for line in lines)
+    assert again["train_steps"] == 0 and again["config"]["student_from"] == first["pruned_dir"]
+    # The same student, fine-tuned the same way: the same figures, bit for bit.
+    for key in ("accuracy_before_finetune", "macro_f1_before_finetune", "accuracy", "macro_f1", "params_nonzero",
+                "params_after_compaction"):
+        assert again[key] == first[key], key
+    assert again["finetune"]["final_loss"] == first["finetune"]["final_loss"]
+    # Other fine-tuning settings from the same student: the same start, another end.
+    other = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "other").replace(
+        student_from=first["pruned_dir"], finetune_epochs=1)
+    changed = train_and_evaluate(other, log=lambda message: None)
+    assert changed["accuracy_before_finetune"] == first["accuracy_before_finetune"]
+    assert changed["finetune"]["steps"] == first["finetune"]["steps"] // 2
+
+    # A student of another shape or sparsity is refused before anything is trained.
+    for folder, sparsity, fragment in ((first["compacted_dir"], 0.5, "was not pruned from this run's teacher"),
+                                       (first["pruned_dir"], 0.9, "sparse but this run's sparsity is 0.9")):
+        bad = config.replace(student_from=folder, output_dir=str(tmp_path / "bad"),
+                             student=config.student.replace(pruning=PruningConfig(sparsity=sparsity)))
+        with pytest.raises(JaxpruneError, match=fragment):
+            train_and_evaluate(bad, log=lambda message: None)
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(JaxpruneError, match="needs|only fine-tuning is left"):
+        config.replace(student_from=first["pruned_dir"], finetune_epochs=0)
+
+
+def test_run_py_says_what_is_wrong_with_student_from(tmp_path, repo_script, capsys):
+    run = repo_script("experiments/run.py")
+    assert run.main(["--student-from", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "--student-from" in line and "add --finetune-epochs N" in line
+    code = run.main(["--student-from", str(tmp_path), "--finetune-epochs", "1", "--output-dir", str(tmp_path / "out")])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert code == 2 and f"--student-from {tmp_path} has no config.json" in line
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_py_refuses_a_transfer_file_it_would_not_use(tmp_path, repo_script, capsys):
     run = repo_script("experiments/run.py")
     transfer = tmp_path / "t.txt"

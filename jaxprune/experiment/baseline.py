@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -132,10 +133,25 @@ def check_inputs(config: ExperimentConfig, log: Log = print) -> Inputs:
         transfer = load_transfer_set(config.transfer_file, config.transfer_column, held_out,
                                      train=splits["train"]["text"], repair_text=config.repair_text)
         log(transfer.message())
+    if config.student_from is not None:
+        _check_student_folder(config.student_from)
     if config.prune_vocab and config.vocab_corpus:
         read_vocab_corpus(config.vocab_corpus)  # only checked: vocabulary pruning reads it when it runs
     resolved = _with_min_steps(config, len(splits["train"]), model_labels is None, log)
     return Inputs(resolved, folder, model_labels, tokenizer, splits, data_info, transfer)
+
+
+def _check_student_folder(folder: str) -> None:
+    """One line for a ``student_from`` that is not a saved model folder (checked before anything is written)."""
+    path = Path(folder)
+    if not (path / "config.json").is_file():
+        what = "does not exist" if not path.exists() else "has no config.json"
+        raise JaxpruneError(f"`student_from` {folder} {what}; pass the pruned folder of a finished run "
+                            f"(its output folder's `pruned`)")
+    try:
+        check_weights(folder)
+    except JaxpruneError as err:
+        raise JaxpruneError(f"`student_from` {folder}: {err}") from None
 
 
 @contextlib.contextmanager

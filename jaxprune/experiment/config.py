@@ -38,7 +38,9 @@ class ExperimentConfig:
     ``transfer_file`` (a text file, one text per line, or a CSV and its ``transfer_column``) holds
     unlabelled texts that the teacher labels for the distillation term only; texts equal to an eval
     or test text are dropped. ``finetune_epochs`` trains the compacted student further (with the
-    student's distillation, and the transfer texts) once its structure is final.
+    student's distillation, and the transfer texts) once its structure is final; ``student_from``
+    (the ``pruned`` folder of an earlier run with the same model, data and vocabulary) skips the
+    pruning and fine-tunes that student instead, to try fine-tuning settings without pruning again.
     ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
     text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
     with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
@@ -67,6 +69,7 @@ class ExperimentConfig:
     transfer_file: str | None = None
     transfer_column: str | None = None
     finetune_epochs: int = 0
+    student_from: str | None = None
     min_steps: int = 0
     eval_fraction: float = 0.2
     # How a lone file is split; recorded so that resuming never mixes runs split otherwise
@@ -91,6 +94,9 @@ class ExperimentConfig:
             raise JaxpruneError(f"finetune_epochs {self.finetune_epochs} must be 0 or more")
         if self.min_steps < 0:
             raise JaxpruneError(f"min_steps {self.min_steps} must be 0 or more")
+        if self.student_from is not None and self.finetune_epochs == 0:
+            raise JaxpruneError("`student_from` skips the pruning, so only fine-tuning is left to do; "
+                                "add `finetune_epochs=N` (N > 0)")
         if self.transfer_column is not None and self.transfer_file is None:
             raise JaxpruneError("`transfer_column` names a column of the transfer file; add `transfer_file`")
 

@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxprune.data.batching import join_unlabelled
+from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.predict import predict_logits
 from jaxprune.experiment.baseline import Baseline, progress_bar
 from jaxprune.experiment.config import ExperimentConfig
@@ -28,6 +30,28 @@ from jaxprune.training.loop import FitResult, fit
 from jaxprune.training.parallel import is_primary
 
 FINETUNE_CHECKPOINTS = "checkpoints-finetune"
+SPARSITY_TOLERANCE = 0.05  # how far a loaded student's encoder sparsity may be from the run's
+
+
+def load_pruned_student(folder: str, teacher_params: Any, teacher_config: BertConfig, sparsity: float,
+                        log: Log) -> Any:
+    """The masked student an earlier run saved in ``folder`` (its ``pruned`` folder), checked
+    against this run's teacher: the same shapes (model, vocabulary and labels) and about the
+    run's ``sparsity``. A run given one skips the pruning and goes on with what follows it."""
+    from jaxprune.models.bert_rules import bert_sparsity_report
+    from jaxprune.models.loading import from_pretrained
+
+    params, config = from_pretrained(folder)
+    shapes = jax.tree_util.tree_map(np.shape, params)
+    if config.label_names != teacher_config.label_names or shapes != jax.tree_util.tree_map(np.shape, teacher_params):
+        raise JaxpruneError(f"`student_from` {folder} was not pruned from this run's teacher (other shapes or "
+                            f"labels); pass the `pruned` folder of a run with the same model, data and vocabulary")
+    found = bert_sparsity_report(teacher_config, params)["encoder_zero_fraction"]
+    if abs(found - sparsity) > SPARSITY_TOLERANCE:
+        raise JaxpruneError(f"`student_from` {folder} is {found:.0%} sparse but this run's sparsity is "
+                            f"{sparsity:g}; pass `sparsity={found:.2f}` or another student")
+    log(f"student: the pruned student in {folder} ({found:.1%} of the encoder zero), not pruned again")
+    return params
 
 
 def transfer_logits(config: ExperimentConfig, base: Baseline, parallel, log: Log) -> tuple[np.ndarray | None, dict]:

@@ -36,7 +36,7 @@ from jaxprune.experiment.baseline import (
 )
 from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig, differences, recorded_settings, settings
 from jaxprune.experiment.emissions import check_country, track_emissions
-from jaxprune.experiment.finetune import FINETUNE_CHECKPOINTS, finetune_compacted, transfer_logits
+from jaxprune.experiment.finetune import FINETUNE_CHECKPOINTS, finetune_compacted, load_pruned_student, transfer_logits
 from jaxprune.experiment.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
 from jaxprune.experiment.runlock import hold_folder_lock
 from jaxprune.training.parallel import is_primary
@@ -130,20 +130,26 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
 
     started = time.perf_counter()
     with track_emissions(config.country_iso_code) as emissions:
-        result = fit(
-            teacher_params, teacher_config, config.student, encoded_train,
-            teacher_logits=teacher_logits,
-            teacher=(teacher_params, teacher_config) if config.student.distills else None,
-            checkpoint_dir=str(out / "checkpoints"), fingerprint=config.fingerprint(),
-            resume=config.resume, checkpoint_every=config.checkpoint_every, description="student",
-            parallel=parallel,
-        )
+        if config.student_from is None:
+            result = fit(
+                teacher_params, teacher_config, config.student, encoded_train,
+                teacher_logits=teacher_logits,
+                teacher=(teacher_params, teacher_config) if config.student.distills else None,
+                checkpoint_dir=str(out / "checkpoints"), fingerprint=config.fingerprint(),
+                resume=config.resume, checkpoint_every=config.checkpoint_every, description="student",
+                parallel=parallel,
+            )
+            final, layout = result.params, result.pruner.layout if result.pruner.prunes else None
+            trained = {"train_steps": result.total_steps, "resumed_from_step": result.resumed_from_step,
+                       "final_loss": result.final_loss}
+        else:  # the pruning was done by an earlier run: its pruned student is loaded, then fine-tuned
+            final = load_pruned_student(config.student_from, teacher_params, teacher_config,
+                                        config.student.sparsity, log)
+            layout, trained = None, {"train_steps": 0, "resumed_from_step": None, "final_loss": None}
     train_seconds = time.perf_counter() - started
 
-    final = result.params
     student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
                                config.student.compute_dtype, "evaluate student", parallel)
-    layout = result.pruner.layout if result.pruner.prunes else None
     sparsity = bert_sparsity_report(teacher_config, final, layout)
 
     if is_primary():
@@ -209,8 +215,7 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
         "train_seconds": train_seconds,
         "teacher_logits_seconds": teacher_logits_seconds,
         "run_seconds": time.perf_counter() - run_started,
-        "train_steps": result.total_steps,
-        "resumed_from_step": result.resumed_from_step,
+        **trained,
         "emissions_kg_co2": emissions.kg_co2,
         "energy_kwh": emissions.energy_kwh,
         "emissions_country": emissions.country_iso_code,
@@ -224,7 +229,6 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
         "layers": sparsity["layers"],
         "teacher": teacher_info,
         "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
-        "final_loss": result.final_loss,
         "config": config.to_dict(),
     }
     if not is_primary():

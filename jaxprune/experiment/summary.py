@@ -57,7 +57,9 @@ def _finetune_rows(results: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _time_row(results: dict[str, Any]) -> tuple[str, str]:
-    parts = [f"pruning {results['train_seconds']:.0f} s"]
+    student_from = results.get("config", {}).get("student_from")
+    parts = [f"pruning skipped (the student of {student_from})" if student_from
+             else f"pruning {results['train_seconds']:.0f} s"]
     if results.get("finetune"):
         parts.append(f"fine-tuning {results['finetune']['train_seconds']:.0f} s")
         if results["finetune"].get("logits_seconds") is not None:
