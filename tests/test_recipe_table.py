@@ -1,0 +1,59 @@
+"""experiments/recipe_table.py: an ablation read seed by seed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def write_runs(folder, accuracies, teacher=0.8, before=None):
+    for seed, accuracy in accuracies.items():
+        run = folder / f"seed{seed}"
+        run.mkdir(parents=True)
+        results = {"accuracy": accuracy, "macro_f1": accuracy - 0.1, "teacher_accuracy": teacher,
+                   "accuracy_before_finetune": None if before is None else before[seed],
+                   "macro_f1_before_finetune": None if before is None else before[seed] - 0.1,
+                   "config": {"student": {"seed": seed}}}
+        (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    return folder
+
+
+def table_lines(capsys):
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and "---" not in line]
+
+
+def test_paired_differences_are_taken_seed_by_seed(tmp_path, repo_script, capsys):
+    base = write_runs(tmp_path / "base", {0: 0.70, 1: 0.80, 2: 0.75}, before={0: 0.6, 1: 0.65, 2: 0.7})
+    better = write_runs(tmp_path / "better", {0: 0.72, 1: 0.81, 2: 0.78})
+    table = repo_script("experiments/recipe_table.py")
+    out = tmp_path / "table.md"
+    assert table.main([f"base={base}", f"better={better}", f"before={base}:before", "--output", str(out)]) == 0
+    header, first, second, third = table_lines(capsys)
+    assert first.startswith("| base | 3 | 75.00 ± 5.00 | -5.00 | 65.00 ± 5.00 | - |")
+    # Per seed +2, +1, +3: mean +2.00, though the spread of each variant alone is 5 points.
+    assert "| +2.00 (+1.00..+3.00) |" in second and "0: 72.00, 1: 81.00, 2: 78.00" in second
+    assert third.startswith("| before | 3 | 65.00 ± 5.00 | -15.00 |") and "-10.00 (-15.00..-5.00)" in third
+    assert out.read_text(encoding="utf-8").count("\n| ") == 4
+
+
+def test_only_shared_seeds_are_paired(tmp_path, repo_script, capsys):
+    base = write_runs(tmp_path / "base", {0: 0.70, 1: 0.80})
+    one = write_runs(tmp_path / "one", {1: 0.90, 5: 0.10})
+    assert repo_script("experiments/recipe_table.py").main([f"one={one}", f"base={base}", "--reference", "base"]) == 0
+    _, first, _ = table_lines(capsys)
+    assert "| +10.00 (+10.00..+10.00) |" in first
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda tmp: [f"x={tmp / 'none'}"], "holds no seed<k>/results.json"),
+    (lambda tmp: ["no-equals-sign"], "is not NAME=FOLDER"),
+    (lambda tmp: [f"a={write_runs(tmp / 'a', {0: 0.7})}", f"b={write_runs(tmp / 'b', {0: 0.7}, teacher=0.9)}"],
+     "2 teachers"),
+    (lambda tmp: [f"a={write_runs(tmp / 'a', {0: 0.7})}:before"], "drop ':before'"),
+    (lambda tmp: [f"a={write_runs(tmp / 'a', {0: 0.7})}", "--reference", "zz"], "is not one of the variants"),
+])
+def test_bad_variants_are_one_line_errors(tmp_path, repo_script, capsys, make, fragment):
+    assert repo_script("experiments/recipe_table.py").main(make(tmp_path)) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: ") and fragment in line
