@@ -17,14 +17,26 @@ and tokenizer are the config.json and tokenizer files beside it, the metrics are
 same, and the JSON goes beside it as eval_<file name>_<csv name>.json:
 
     python experiments/evaluate.py --model onnx/s25/model.int8.onnx --data-file SHC_Valid.csv
+
+--eval-split-of RUN_FOLDER, instead of --data-file, scores on the eval split of a finished
+experiments/run.py run, rebuilt as the run built it from its results.json (the same data files,
+text repairs, eval fraction, teacher seed and max length; relative data paths are read from the
+folder the run was started in), so a model exported from that run is scored on exactly the texts
+its recorded accuracy is:
+
+    python experiments/evaluate.py --model onnx/s75/model.int8.onnx \\
+        --eval-split-of results/table1-recipe/s75-kd/seed0
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
-
 
 from experiments.cli_args import PRECISIONS, Parser, add_column_arguments, quiet_libraries, run_script, whole_number
 from jaxprune.errors import JaxpruneError
@@ -35,14 +47,20 @@ def make_parser() -> Parser:
     p.add_argument("--model", required=True,
                    help="classifier folder (config.json, model.safetensors, tokenizer), a hub id, or an exported "
                         ".onnx file with config.json and the tokenizer beside it")
-    p.add_argument("--data-file", required=True,
-                   help="labelled CSV (or .tsv): a text and a label column, found by the usual names or named below")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data-file",
+                      help="labelled CSV (or .tsv): a text and a label column, found by the usual names or named "
+                           "below (no default: this or --eval-split-of)")
+    data.add_argument("--eval-split-of", metavar="RUN_FOLDER",
+                      help="instead of --data-file: the eval split of the finished experiments/run.py run in this "
+                           "folder, the one holding results.json (no default: this or --data-file)")
     add_column_arguments(p)
     p.add_argument("--output", default=None,
                    help="JSON file to write (default: eval_<csv name>.json in the model's folder)")
     p.add_argument("--batch-size", type=whole_number(1), default=32, help="examples per forward pass")
     p.add_argument("--max-length", type=whole_number(1), default=None,
-                   help="tokens per text (truncation); default: 128, or the model's position limit if lower")
+                   help="tokens per text (truncation); default: the run's with --eval-split-of, else 128, or the "
+                        "model's position limit if lower")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="compute dtype (a .onnx file computes in the dtype it was exported in)")
     return p
@@ -52,13 +70,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return make_parser().parse_args(argv)
 
 
-def default_output(model_folder: str, data_file: str) -> Path:
+RUN_SPLIT_NAME = "run-eval-split"  # what the default output names the data of --eval-split-of
+
+
+def default_output(model_folder: str, data_file: str | None) -> Path:
     """Where the JSON goes without --output: ``<model folder>/eval_<csv stem>.json``, or for an
-    ONNX file ``<its folder>/eval_<file stem>_<csv stem>.json`` (one folder holds several files)."""
+    ONNX file ``<its folder>/eval_<file stem>_<csv stem>.json`` (one folder holds several files);
+    a run's eval split (``data_file`` None) is named ``run-eval-split``."""
     model = Path(model_folder)
+    data_name = Path(data_file).stem if data_file is not None else RUN_SPLIT_NAME
     if model.suffix == ".onnx":
-        return model.parent / f"eval_{model.stem}_{Path(data_file).stem}.json"
-    return model / f"eval_{Path(data_file).stem}.json"
+        return model.parent / f"eval_{model.stem}_{data_name}.json"
+    return model / f"eval_{data_name}.json"
 
 
 def is_onnx(model: str) -> bool:
@@ -80,20 +103,84 @@ def _check_output(path: Path, in_model_folder: bool) -> None:
                             f"pass --output with a writable file path, e.g. --output eval.json") from None
 
 
+def _run_origin(run: Path, output_dir: str) -> Path:
+    """The folder the run in ``run`` was started in: ``run`` less its recorded relative
+    ``output_dir`` (``results/x/seed0`` in ``/work/code/results/x/seed0`` -> ``/work/code``),
+    else the current folder."""
+    recorded = Path(os.path.normpath(output_dir)).parts
+    relative = recorded and not Path(output_dir).is_absolute() and ".." not in recorded
+    if relative and run.parts[-len(recorded):] == recorded:
+        return Path(*run.parts[:-len(recorded)])
+    return Path.cwd()
+
+
+def run_eval_split(run_folder: str | os.PathLike, label_names: Sequence[str]) -> tuple:
+    """``(eval split, DataInfo, max length)`` of the finished run in ``run_folder``, rebuilt from
+    its results.json as the run built it (:func:`jaxprune.experiment.baseline.load_data`: the same
+    files, text repairs, eval fraction and teacher seed). ``label_names`` (the scored model's) must be
+    the run's; the rebuilt split must have the size the run recorded."""
+    from jaxprune.experiment.baseline import load_data
+    from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig
+    from jaxprune.training.config import TrainConfig
+
+    run = Path(run_folder).resolve()
+    results_path = run / RESULTS_NAME
+    if not results_path.is_file():
+        hint = (f"; pass {run.parent}, the run's folder" if (run.parent / RESULTS_NAME).is_file()
+                else "; pass the folder of a finished experiments/run.py run")
+        raise JaxpruneError(f"--eval-split-of {run_folder} has no {RESULTS_NAME}{hint}")
+    try:
+        results = json.loads(results_path.read_text(encoding="utf-8"))
+        recorded = dict(results["config"])
+        eval_size = results["split_sizes"]["eval"]
+        run_labels = tuple(results["data"]["label_names"])
+    except (ValueError, KeyError, TypeError):
+        raise JaxpruneError(f"{results_path} is not the results.json of a finished experiments/run.py run "
+                            f"(no config, split sizes or labels); pass a run's folder") from None
+    if recorded.get("split", "rows") != "distinct-texts":
+        raise JaxpruneError(f"the run in {run_folder} split its file's rows, not its distinct texts (a run made "
+                            f"before duplicates were collapsed): its eval split cannot be rebuilt; pass --data-file")
+    if tuple(label_names) != run_labels:
+        raise JaxpruneError(f"the model's labels {list(label_names)[:12]} are not the run's {list(run_labels)[:12]}; "
+                            f"pass a model trained in that run")
+    origin = _run_origin(run, recorded.get("output_dir", ""))
+    for key in ("data_dir", "train_file", "eval_file", "test_file"):
+        if recorded.get(key) is not None:
+            path = Path(recorded[key]) if Path(recorded[key]).is_absolute() else origin / recorded[key]
+            if not path.exists():
+                raise JaxpruneError(f"the run's {key} {recorded[key]} is not at {path} (where the run was started: "
+                                    f"{origin}); pass --data-file with its data instead")
+            recorded[key] = str(path)
+    fields = {field.name for field in dataclasses.fields(ExperimentConfig)} - {"student", "teacher"}
+    config = ExperimentConfig(student=TrainConfig.from_flat(recorded["student"]),
+                              teacher=TrainConfig.from_flat(recorded["teacher"]),
+                              **{key: value for key, value in recorded.items() if key in fields})
+    splits, info = load_data(config, run_labels)
+    if len(splits["eval"]) != eval_size:
+        raise JaxpruneError(f"the eval split rebuilt for {run_folder} has {len(splits['eval'])} texts, the run "
+                            f"recorded {eval_size}: its data changed since; pass --data-file")
+    return splits["eval"], info, config.max_length
+
+
 def _encoded_data(args: argparse.Namespace, folder: str, label_names) -> tuple:
-    """``(encoded split, load info, max length)`` of ``--data-file`` by the folder's tokenizer."""
+    """``(encoded split, load info, max length)`` of ``--data-file``, or of the eval split of
+    ``--eval-split-of``, by the folder's tokenizer."""
     from jaxprune.data import load_csv
     from jaxprune.data.batching import encode_split
     from jaxprune.models.config import BertConfig
     from jaxprune.models.loading import load_tokenizer
 
     positions = BertConfig.load(folder).max_position_embeddings
-    max_length = args.max_length or min(128, positions)
+    if args.eval_split_of is not None:
+        dataset, info, run_max_length = run_eval_split(args.eval_split_of, label_names)
+        max_length = args.max_length or run_max_length
+    else:
+        dataset, info = load_csv(args.data_file, label_names=label_names, text_column=args.text_column,
+                                 label_column=args.label_column)
+        max_length = args.max_length or min(128, positions)
     if max_length > positions:
         raise JaxpruneError(f"max length {max_length} exceeds the model's {positions} position "
                             f"embeddings; pass --max-length {positions} or less")
-    dataset, info = load_csv(args.data_file, label_names=label_names, text_column=args.text_column,
-                             label_column=args.label_column)
     for message in info.messages:
         print(f"data: {message}", flush=True)
     return encode_split(dataset, load_tokenizer(folder), max_length, smallest_bucket=32), info, max_length
@@ -104,7 +191,9 @@ def _report(args, folder: str, encoded, info, report: dict, label_names, precisi
     return {
         "model": args.model,
         "model_folder": folder,
-        "data_file": str(Path(args.data_file).resolve()),
+        "data_file": str(Path(args.data_file).resolve()) if args.data_file else info.source,
+        "eval_split_of": str(Path(args.eval_split_of).resolve()) if args.eval_split_of else None,
+        "split": info.split,
         "n": len(encoded),
         "dropped_header_rows": info.dropped_header_rows,
         "dropped_empty_rows": info.dropped_empty_rows,
@@ -222,7 +311,8 @@ def _evaluate_and_report(args: argparse.Namespace) -> None:
             _check_output(output, in_model_folder=True)
         results = evaluate_folder(args, folder)
     write_json(output, results)
-    print(f"{results['model']} on {results['data_file']} ({results['n']} distinct texts; {results['dropped_rows']} "
+    data = (f"the eval split of {results['eval_split_of']}" if results["eval_split_of"] else results["data_file"])
+    print(f"{results['model']} on {data} ({results['n']} distinct texts; {results['dropped_rows']} "
           f"rows dropped, {results['duplicate_rows']} duplicate rows collapsed)")
     print(f"accuracy {results['accuracy']:.4f}, macro-F1 {results['macro_f1']:.4f} ({results['device']})")
     print(f"results: {output}")
