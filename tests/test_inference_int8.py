@@ -43,3 +43,34 @@ def test_the_report_states_the_int8_goals():
     lines = _inference_report.int8_goals(rows, "s75")
     assert lines[-1] == "| e5-small | 32x128 | 9.50x | 3.25x | 1.25x |"
     assert _inference_report.int8_goals([row("dense")], "s75") == []
+
+
+def test_the_mahabert_shape_is_bert_base():
+    from jaxprune.models.config import mahabert_config
+
+    config = mahabert_config()
+    assert (config.num_hidden_layers, config.hidden_size, config.num_attention_heads, config.intermediate_size) == (
+        12, 768, 12, 3072)
+
+
+def test_the_benchmark_times_the_mahabert_shape_in_int8_at_90_percent(tmp_path, repo_script, monkeypatch):
+    """The MahaBERT cells, with every peer the final CPU run times, on a tiny shape of the same kind
+    (12 heads, FFN 4x hidden, CLS pooling): the real one takes minutes to build and export."""
+    if _ort_peer.import_ort() is None:
+        pytest.skip("onnxruntime or onnx is not installed")
+    import jaxprune.models.config as model_configs
+
+    tiny = model_configs.mahabert_config().replace(vocab_size=500, hidden_size=48, num_hidden_layers=2,
+                                                   intermediate_size=192, max_position_embeddings=512)
+    monkeypatch.setattr(model_configs, "mahabert_config", lambda: tiny)
+    inference = repo_script("benchmarks/inference.py")
+    payload = inference.main(["--models", "mahabert", "--batch-sizes", "1", "--lengths", "16", "--dtypes", "float32",
+                              "--sparsities", "0.75", "0.9", "--repeats", "1", "--warmup", "0",
+                              "--torch-compile", "off", "--out", str(tmp_path)])
+    rows = {row["variant"]: row for row in payload["rows"]}
+    assert list(rows) == ["dense", "s75", "s90"] and {row["model"] for row in rows.values()} == {"mahabert"}
+    assert [(rows[v]["heads_per_layer"], rows[v]["intermediate_size"]) for v in rows] == [(12, 192), (3, 48), (1, 19)]
+    for row in rows.values():
+        assert row["ort"]["median_s"] > 0 and row["ort_int8"]["median_s"] > 0 and row["torch_eager"]["median_s"] > 0
+        assert row["ort_int8_speedup_vs_ort_dense_int8"] == pytest.approx(
+            rows["dense"]["ort_dense_torch_int8"]["median_s"] / row["ort_int8"]["median_s"])
