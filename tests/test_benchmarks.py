@@ -97,7 +97,7 @@ def test_the_torch_peer_of_a_mean_pooling_model_averages_over_the_mask():
 
 def test_the_ort_peer_refuses_to_time_a_graph_with_other_logits():
     if _ort_peer.import_ort() is None:
-        pytest.skip("onnxruntime, onnx or jax2onnx is not installed")
+        pytest.skip("onnxruntime or onnx is not installed")
     model = _tiny_model("cls")
 
     class Session:  # a session of another model: logits off by 1e-3
