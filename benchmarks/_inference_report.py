@@ -77,14 +77,25 @@ def _x(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+GOAL_VARIANT = "s75"  # the issues' speed goals are set at 75% encoder sparsity
+
+
+def goal_variant(rows: list[dict[str, Any]]) -> str:
+    """The variant the goals are read off: ``s75`` when it was timed, else the sparsest one."""
+    variants = {row["variant"] for row in rows}
+    return GOAL_VARIANT if GOAL_VARIANT in variants else max(rows, key=lambda r: r["sparsity"])["variant"]
+
+
 def goals(rows: list[dict[str, Any]]) -> list[str]:
     """The issue's speed goals, read off the rows of each (model, batch x len): markdown lines."""
     if not rows:
         return []
     by_key = {(r["model"], r["batch_size"], r["seq_length"], r["dtype"], r["variant"]): r for r in rows}
     cells = list(dict.fromkeys((r["model"], r["batch_size"], r["seq_length"]) for r in rows))
-    most = max(rows, key=lambda r: r["sparsity"])["variant"]
-    lines = ["", f"Goals ({most}: the highest sparsity timed; the GPU goals are for batch 32 x 128):", "",
+    most = goal_variant(rows)
+    which = ("the goals' sparsity" if most == GOAL_VARIANT
+             else f"the highest sparsity timed; the goals are at {GOAL_VARIANT}")
+    lines = ["", f"Goals ({most}: {which}; the GPU goals are for batch 32 x 128):", "",
              f"| model | batch x len | {most} vs dense, bf16 (goal >= 2.5x on GPU) | {most} vs dense, fp32 | "
              f"bf16 {most} vs fp32 dense (goal >= 5x on GPU) | jax dense vs torch eager, fp32 (goal >= 1x) | "
              f"{most} in ORT vs dense in ORT (transformers export), fp32 (goal >= 3x at 32x128) |",

@@ -74,3 +74,15 @@ def test_the_benchmark_times_the_mahabert_shape_in_int8_at_90_percent(tmp_path, 
         assert row["ort"]["median_s"] > 0 and row["ort_int8"]["median_s"] > 0 and row["torch_eager"]["median_s"] > 0
         assert row["ort_int8_speedup_vs_ort_dense_int8"] == pytest.approx(
             rows["dense"]["ort_dense_torch_int8"]["median_s"] / row["ort_int8"]["median_s"])
+
+
+def test_the_goals_are_read_at_75_percent_when_it_was_timed():
+    def row(variant, sparsity):
+        return {"model": "e5-small", "batch_size": 32, "seq_length": 128, "dtype": "float32", "variant": variant,
+                "sparsity": sparsity, "ort_int8": {"median_s": 0.01}, "ort_int8_speedup_vs_ort_dense": sparsity * 10}
+
+    rows = [row("dense", 0.0), row("s75", 0.75), row("s90", 0.9)]
+    assert _inference_report.goal_variant(rows) == "s75"
+    text = "\n".join(_inference_report.goals(rows))
+    assert "Goals (s75: the goals' sparsity;" in text and "| e5-small | 32x128 | 7.50x |" in text
+    assert _inference_report.goal_variant([row("dense", 0.0), row("s50", 0.5)]) == "s50"
