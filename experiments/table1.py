@@ -76,7 +76,8 @@ def base_config(args: argparse.Namespace) -> ExperimentConfig:
         data_dir=args.data_dir, dataset="mahanews" if args.data_dir else config.dataset, pooling=args.pooling,
         teacher_cache=args.teacher_cache or str(Path(args.output_dir) / "teachers"),
         transfer_file=args.transfer_file, transfer_column=args.transfer_column,
-        **({} if args.finetune_epochs is None else {"finetune_epochs": args.finetune_epochs}),
+        **({} if args.finetune_epochs is None else {"finetune_epochs": args.finetune_epochs,
+                                                    "finetune_from_sparsity": 0.0}),
     )
     if config.transfer_file is not None and config.finetune_epochs == 0:
         raise JaxpruneError("--transfer-file feeds the distillation of the fine-tuning after compaction; add "

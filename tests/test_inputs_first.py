@@ -132,7 +132,12 @@ def test_check_inputs_reads_everything_and_resolves_the_epochs(tmp_path, tiny_mo
     assert inputs.tokenizer is not None and inputs.folder == str(tiny_model_folder)
     # 18 texts at batch 32: one step an epoch, so 120 epochs of one step each.
     assert (inputs.config.teacher.epochs, inputs.config.student.epochs) == (120, 120)
-    assert inputs.config.replace(teacher=config.teacher, student=config.student) == config
+    # The preset's 25% student is not fine-tuned after compaction (finetune_from_sparsity), said first.
+    assert config.finetune_epochs > 0 and inputs.config.finetune_epochs == 0
+    assert inputs.config.replace(teacher=config.teacher, student=config.student,
+                                 finetune_epochs=config.finetune_epochs) == config
+    assert lines[0].startswith("fine-tuning after compaction: off at sparsity 0.25 (the preset fine-tunes students "
+                               "of 0.5 or more")
     assert lines[-1] == ("small training set (18 texts): teacher 4 -> 120 epochs, student 4 -> 120 epochs, so that "
                          "each trains at least 120 steps (min_steps)")
     assert sum(line.startswith("data: ") for line in lines) == 1

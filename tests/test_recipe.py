@@ -230,6 +230,39 @@ def test_run_py_says_what_is_wrong_with_student_from(tmp_path, repo_script, caps
     assert not (tmp_path / "out").exists()
 
 
+def test_the_fine_tuning_rule_skips_fine_tuning_and_the_transfer_set_below_its_sparsity(
+        tmp_path, tiny_model_folder, tiny_data_dir):  # noqa: F811
+    transfer_file = tmp_path / "transfer.txt"
+    transfer_file.write_text("\n".join(f"नदीला पूर आला {i}" for i in range(5)), encoding="utf-8")
+    config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file).replace(
+        finetune_from_sparsity=0.6)  # the student is pruned to 0.5
+    lines = []
+    results = train_and_evaluate(config, log=lines.append)
+    assert "fine-tuning after compaction: off at sparsity 0.5 and no transfer set" in "\n".join(lines)
+    assert results["finetune"] is None and results["accuracy_before_finetune"] is None
+    assert results["config"]["finetune_epochs"] == 0 and results["data"]["transfer"] is None
+    assert not any(line.startswith("transfer set:") for line in lines)  # not even read
+    # At or above it the run fine-tunes, with the transfer set.
+    at = config.replace(finetune_from_sparsity=0.5, output_dir=str(tmp_path / "at"))
+    assert at.with_finetune_rule() == at
+    assert config.with_finetune_rule().replace(finetune_epochs=2, transfer_file=str(transfer_file)) == config
+
+
+def test_run_py_fine_tunes_by_the_preset_rule_unless_epochs_are_given(repo_script):
+    from jaxprune.experiment import presets
+
+    run = repo_script("experiments/run.py")
+    low = run.build_config(run.parse_args(["--data-dir", "d", "--sparsity", "0.25", "--precision", "fp32"]))
+    assert low.finetune_epochs == presets.experiment().finetune_epochs > 0
+    assert low.with_finetune_rule().finetune_epochs == 0
+    high = run.build_config(run.parse_args(["--data-dir", "d", "--sparsity", "0.75", "--precision", "fp32"]))
+    assert high.with_finetune_rule() == high
+    asked = run.build_config(run.parse_args(["--data-dir", "d", "--sparsity", "0.25", "--finetune-epochs", "3",
+                                             "--precision", "fp32"]))
+    assert asked.with_finetune_rule().finetune_epochs == 3
+    assert presets.demo().with_finetune_rule().finetune_epochs == 0
+
+
 def test_run_py_refuses_a_transfer_file_it_would_not_use(tmp_path, repo_script, capsys):
     run = repo_script("experiments/run.py")
     transfer = tmp_path / "t.txt"

@@ -115,14 +115,17 @@ class Inputs:
 def check_inputs(config: ExperimentConfig, log: Log = print) -> Inputs:
     """Check and read everything ``config`` names, writing nothing (a named model is converted
     once into its own model cache): the backend's precision, the model (config, position table,
-    labels, weights, tokenizer), the data, the transfer set and the vocabulary corpus. Then the
-    epochs are raised to ``config.min_steps`` on the training split's size (:meth:`with_min_steps`).
+    labels, weights, tokenizer), the data, the transfer set and the vocabulary corpus. First the
+    fine-tuning after compaction is dropped for a student under ``config.finetune_from_sparsity``
+    (:meth:`with_finetune_rule`); last the epochs are raised to ``config.min_steps`` on the training
+    split's size (:meth:`with_min_steps`).
 
     Called before the output folder is touched, so a bad input is reported as itself, never as
     a clash with a finished run in that folder.
     """
     check_precision(config.student.compute_dtype)
     check_precision(config.teacher.compute_dtype)
+    config = _with_finetune_rule(config, log)
     folder, model_labels, tokenizer = _check_model(config)
     splits, data_info = load_data(config, model_labels)
     for message in data_info.messages:
@@ -147,7 +150,7 @@ def _check_student_folder(folder: str) -> None:
     if not (path / "config.json").is_file():
         what = "does not exist" if not path.exists() else "has no config.json"
         raise JaxpruneError(f"`student_from` {folder} {what}; pass the pruned folder of a finished run "
-                            f"(its output folder's `pruned`)")
+                            f"(the folder named pruned in its output folder)")
     try:
         check_weights(folder)
     except JaxpruneError as err:
@@ -179,6 +182,16 @@ def _check_model(config: ExperimentConfig) -> tuple[str, tuple[str, ...] | None,
         raise JaxpruneError(f"max length {config.max_length} exceeds the model's {positions} position "
                             f"embeddings; pass `max_length={positions}` or less")
     return folder, model_labels, tokenizer
+
+
+def _with_finetune_rule(config: ExperimentConfig, log: Log) -> ExperimentConfig:
+    """``config`` without fine-tuning after compaction below ``finetune_from_sparsity``, saying so."""
+    resolved = config.with_finetune_rule()
+    if resolved.finetune_epochs != config.finetune_epochs:
+        dropped = " and no transfer set" if config.transfer_file else ""
+        log(f"fine-tuning after compaction: off at sparsity {config.student.sparsity:g}{dropped} (the preset "
+            f"fine-tunes students of {config.finetune_from_sparsity:g} or more; `finetune_epochs=N` asks for it)")
+    return resolved
 
 
 def _with_min_steps(config: ExperimentConfig, train_examples: int, fine_tunes_teacher: bool,

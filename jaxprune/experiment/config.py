@@ -41,6 +41,8 @@ class ExperimentConfig:
     student's distillation, and the transfer texts) once its structure is final; ``student_from``
     (the ``pruned`` folder of an earlier run with the same model, data and vocabulary) skips the
     pruning and fine-tunes that student instead, to try fine-tuning settings without pruning again.
+    ``finetune_from_sparsity`` keeps that fine-tuning (and the transfer set) for students at least
+    that sparse: below it ``finetune_epochs`` resolves to 0 (:meth:`with_finetune_rule`).
     ``prune_vocab`` keeps only the word pieces the training split (and the lines of the
     text file ``vocab_corpus``) need, before the teacher is fine-tuned (:mod:`jaxprune.vocab`),
     with every piece of the corpus's main script unless ``vocab_script_pieces`` is off.
@@ -70,6 +72,7 @@ class ExperimentConfig:
     transfer_column: str | None = None
     finetune_epochs: int = 0
     student_from: str | None = None
+    finetune_from_sparsity: float = 0.0
     min_steps: int = 0
     eval_fraction: float = 0.2
     # How a lone file is split; recorded so that resuming never mixes runs split otherwise
@@ -92,6 +95,8 @@ class ExperimentConfig:
     def __post_init__(self):
         if self.finetune_epochs < 0:
             raise JaxpruneError(f"finetune_epochs {self.finetune_epochs} must be 0 or more")
+        if not 0.0 <= self.finetune_from_sparsity <= 1.0:
+            raise JaxpruneError(f"finetune_from_sparsity {self.finetune_from_sparsity} must be in [0, 1]")
         if self.min_steps < 0:
             raise JaxpruneError(f"min_steps {self.min_steps} must be 0 or more")
         if self.student_from is not None and self.finetune_epochs == 0:
@@ -127,6 +132,13 @@ class ExperimentConfig:
         return dataclasses.replace(self, student=self.student.replace(**changes),
                                    teacher=self.teacher.replace(**changes))
 
+    def with_finetune_rule(self) -> ExperimentConfig:
+        """This config, without fine-tuning after compaction (nor the transfer set it reads) when the
+        student is less sparse than ``finetune_from_sparsity``; else unchanged."""
+        if self.finetune_epochs == 0 or self.student.sparsity >= self.finetune_from_sparsity:
+            return self
+        return dataclasses.replace(self, finetune_epochs=0, transfer_file=None, transfer_column=None)
+
     def with_min_steps(self, train_examples: int, teacher: bool = True) -> ExperimentConfig:
         """This config with the student's (and, with ``teacher``, the teacher's) epochs raised, never
         lowered, so that each trains at least ``min_steps`` steps on ``train_examples`` examples.
@@ -143,11 +155,12 @@ class ExperimentConfig:
 
 
 # Where a run writes, whether it resumes and how it is timed or checkpointed do not
-# change what it computes, so they are left out of its fingerprint; nor does min_steps, whose
-# effect is the epochs it resolves to (recorded), so runs made before it existed still match.
+# change what it computes, so they are left out of its fingerprint; nor do min_steps and
+# finetune_from_sparsity, whose effect is the epochs they resolve to (recorded), so runs made before
+# they existed still match.
 _NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints",
                  "shard_params",  # sharding changes float32 reduction order only
-                 "min_steps")
+                 "min_steps", "finetune_from_sparsity")
 
 
 def settings(config: dict[str, Any]) -> dict[str, Any]:

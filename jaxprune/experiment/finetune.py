@@ -45,7 +45,7 @@ def load_pruned_student(folder: str, teacher_params: Any, teacher_config: BertCo
     shapes = jax.tree_util.tree_map(np.shape, params)
     if config.label_names != teacher_config.label_names or shapes != jax.tree_util.tree_map(np.shape, teacher_params):
         raise JaxpruneError(f"`student_from` {folder} was not pruned from this run's teacher (other shapes or "
-                            f"labels); pass the `pruned` folder of a run with the same model, data and vocabulary")
+                            f"labels); pass the pruned folder of a run with the same model, data and vocabulary")
     found = bert_sparsity_report(teacher_config, params)["encoder_zero_fraction"]
     if abs(found - sparsity) > SPARSITY_TOLERANCE:
         raise JaxpruneError(f"`student_from` {folder} is {found:.0%} sparse but this run's sparsity is "
