@@ -190,7 +190,7 @@ def _with_finetune_rule(config: ExperimentConfig, log: Log) -> ExperimentConfig:
     if resolved.finetune_epochs != config.finetune_epochs:
         dropped = " and no transfer set" if config.transfer_file else ""
         log(f"fine-tuning after compaction: off at sparsity {config.student.sparsity:g}{dropped} (the preset "
-            f"fine-tunes students of {config.finetune_from_sparsity:g} or more; `finetune_epochs=N` asks for it)")
+            f"fine-tunes students of {config.finetune_from_sparsity:g} or more; epochs given apply at any sparsity)")
     return resolved
 
 
