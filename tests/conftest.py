@@ -86,3 +86,27 @@ def tiny_bert_params(tiny_bert_config):
     from jaxprune.models.bert import init_params
 
     return init_params(tiny_bert_config, jax.random.key(0))
+
+
+CLASSIFIER_LABELS = ("Business", "Politics", "Sports")
+
+
+@pytest.fixture(scope="session")
+def random_classifier(tmp_path_factory, minilm_folder) -> Path:
+    """A saved random 2-layer classifier for CLASSIFIER_LABELS with MiniLM's tokenizer (its
+    30522-word embedding dominates the file)."""
+    import shutil
+
+    import jax
+
+    from jaxprune.models.bert import init_params
+    from jaxprune.models.config import BertConfig
+    from jaxprune.models.loading import save_pretrained
+
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, label_names=CLASSIFIER_LABELS)
+    folder = tmp_path_factory.mktemp("random-classifier") / "classifier"
+    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(Path(minilm_folder) / name, folder / name)
+    return folder

@@ -9,17 +9,13 @@ import json
 import shutil
 from pathlib import Path
 
-import jax
 import pytest
 
 from jaxprune.experiment.baseline import load_data
 from jaxprune.experiment.config import ExperimentConfig
-from jaxprune.models.bert import init_params
-from jaxprune.models.config import BertConfig
 from jaxprune.training.config import TrainConfig
 
-TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-LABELS = ("Business", "Politics", "Sports")
+from tests.conftest import CLASSIFIER_LABELS as LABELS
 SUBJECTS = {"Business": ("शेअर बाजाराने", "बँकेने", "कंपनीने"), "Politics": ("मुख्यमंत्र्यांनी", "आमदारांनी", "मंत्र्यांनी"),
             "Sports": ("क्रिकेट संघाने", "धावपटूने", "खेळाडूने")}
 EVENTS = ("नवा विक्रम केला", "आज मोठी घोषणा केली", "पुन्हा बैठक घेतली", "काल निर्णय जाहीर केला")
@@ -27,16 +23,8 @@ RUN = "results/recipe/s75/seed0"  # the run's output_dir, relative to where it s
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory, minilm_folder) -> Path:
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64, label_names=LABELS)
-    from jaxprune.models.loading import save_pretrained
-
-    folder = tmp_path_factory.mktemp("run-split") / "classifier"
-    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(Path(minilm_folder) / name, folder / name)
-    return folder
+def classifier(random_classifier) -> Path:
+    return random_classifier
 
 
 def _config(data_dir: str, teacher_seed: int = 1) -> ExperimentConfig:

@@ -10,36 +10,24 @@ import re
 import shutil
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
-from jaxprune.models.bert import init_params
-from jaxprune.models.config import BertConfig
 
 ort = pytest.importorskip("onnxruntime")  # the `onnx` extra, part of `test`
 from jaxprune.export import onnx_precision, onnx_session  # noqa: E402
 from jaxprune.export_int8 import compare_logits  # noqa: E402
+from tests.conftest import CLASSIFIER_LABELS as LABELS  # noqa: E402
 
 TOKENIZER_FILES = ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
-LABELS = ("Business", "Politics", "Sports")
 SUBJECTS = {"Business": ("शेअर बाजाराने", "बँकेने"), "Politics": ("मुख्यमंत्र्यांनी", "आमदारांनी"),
             "Sports": ("क्रिकेट संघाने", "धावपटूने")}
 EVENTS = ("नवा विक्रम केला", "आज मोठी घोषणा केली", "पुन्हा बैठक घेतली")
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory, minilm_folder) -> Path:
-    """A random 2-layer classifier with MiniLM's tokenizer (its 30522-word embedding dominates the file)."""
-    from jaxprune.models.loading import save_pretrained
-
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64, label_names=LABELS)
-    folder = tmp_path_factory.mktemp("int8") / "classifier"
-    save_pretrained(init_params(config, jax.random.key(0)), config, folder)
-    for name in TOKENIZER_FILES:
-        shutil.copy(Path(minilm_folder) / name, folder / name)
-    return folder
+def classifier(random_classifier) -> Path:
+    return random_classifier
 
 
 @pytest.fixture(scope="module")
