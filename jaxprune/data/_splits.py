@@ -185,60 +185,23 @@ def build_splits(
     train_ids = label_ids(train, names, from_model)
     counts = collections.Counter(train.labels)
     rare = {label: counts[label] for label in sorted(counts) if counts[label] < 2}
-    rare_shown = ", ".join(f"{label!r} ({n})" for label, n in list(rare.items())[:5])
     file_keys = set(train.keys)  # the whole training file, its split-off eval part included
 
     if eval_file is None:
-        if rare:
-            raise JaxpruneError(
-                f"{train.path} has labels with fewer than 2 examples ({rare_shown}), so no stratified split can give "
-                f"them to both train and eval; add examples, remove those rows, or pass an `eval_file`"
-            )
-        train_rows, eval_rows = stratified_split(train_ids, eval_fraction, seed)
-        eval_file, train = _subset(train, eval_rows), _subset(train, train_rows)
-        train_ids, eval_ids = train_ids[train_rows], train_ids[eval_rows]
-        split = (f"{train.path.name} split over its {len(train_rows) + len(eval_rows)} distinct texts into "
-                 f"{len(train_rows)} train and {len(eval_rows)} eval ({1 - eval_fraction:.0%}/{eval_fraction:.0%}, "
-                 f"stratified by label, seed {seed})")
+        train, train_ids, eval_file, eval_ids, split = _split_off_eval(train, train_ids, rare, eval_fraction, seed)
         messages.append(split)
     else:
-        split = "files"
+        split, eval_ids = "files", None
         if rare:
-            messages.append(f"{train.path.name}: labels with fewer than 2 training examples: {rare_shown}; "
+            messages.append(f"{train.path.name}: labels with fewer than 2 training examples: {_shown(rare)}; "
                             f"expect poor scores on them")
-        eval_ids = None
 
-    overlap: dict[str, int] = {}
-    overlap_removed: dict[str, int] = {}
     # Test texts are looked for in the whole training file: one in the eval part split off it would
     # otherwise be in both eval and test.
-    train_keys = {"eval": set(train.keys), "test": file_keys}
-    held_out = {"eval": eval_file, "test": test}
-    for name, raw in held_out.items():
-        if raw is None:
-            continue
-        shared = [i for i, key in enumerate(raw.keys) if key in train_keys[name]]
-        overlap[name] = len(shared)
-        overlap_removed[name] = 0
-        if not shared:
-            continue
-        if keep_overlap:
-            messages.append(f"{raw.path.name}: {len(shared)} of its {len(raw.texts)} texts also occur in training; "
-                            f"kept in its metrics (--keep-overlap)")
-            continue
-        if len(shared) == len(raw.texts):
-            raise JaxpruneError(f"every text of {raw.path} also occurs in the training data; pass held-out data "
-                                f"(or `keep_overlap=True` to score it anyway)")
-        keep = np.setdiff1d(np.arange(len(raw.texts)), shared)
-        held_out[name] = _subset(raw, keep)
-        if name == "eval" and eval_ids is not None:
-            eval_ids = eval_ids[keep]
-        overlap_removed[name] = len(shared)
-        messages.append(f"{raw.path.name}: left out {len(shared)} of its {len(raw.texts)} texts that also occur "
-                        f"in training (--keep-overlap keeps them)")
+    held_out, overlap, overlap_removed, kept_eval = _leave_out_overlap(
+        {"eval": eval_file, "test": test}, {"eval": set(train.keys), "test": file_keys}, keep_overlap, messages)
     eval_file, test = held_out["eval"], held_out["test"]
-    if eval_ids is None:
-        eval_ids = label_ids(eval_file, names, from_model)
+    eval_ids = label_ids(eval_file, names, from_model) if eval_ids is None else eval_ids[kept_eval]
 
     splits = {"train": to_dataset(train.texts, train_ids, names), "eval": to_dataset(eval_file.texts, eval_ids, names)}
     if test is not None:
@@ -269,3 +232,55 @@ def build_splits(
     )
     return datasets.DatasetDict(splits), info
 
+
+def _shown(rare: dict[str, int]) -> str:
+    return ", ".join(f"{label!r} ({n})" for label, n in list(rare.items())[:5])
+
+
+def _split_off_eval(train: RawFile, train_ids: np.ndarray, rare: dict[str, int], eval_fraction: float, seed: int):
+    """``(train, train_ids, eval, eval_ids, message)``: a stratified eval split of ``train``'s distinct texts."""
+    if rare:
+        raise JaxpruneError(
+            f"{train.path} has labels with fewer than 2 examples ({_shown(rare)}), so no stratified split can give "
+            f"them to both train and eval; add examples, remove those rows, or pass an `eval_file`"
+        )
+    train_rows, eval_rows = stratified_split(train_ids, eval_fraction, seed)
+    split = (f"{train.path.name} split over its {len(train_rows) + len(eval_rows)} distinct texts into "
+             f"{len(train_rows)} train and {len(eval_rows)} eval ({1 - eval_fraction:.0%}/{eval_fraction:.0%}, "
+             f"stratified by label, seed {seed})")
+    return (_subset(train, train_rows), train_ids[train_rows], _subset(train, eval_rows), train_ids[eval_rows],
+            split)
+
+
+def _leave_out_overlap(held_out: dict[str, RawFile | None], train_keys: dict[str, set], keep_overlap: bool,
+                       messages: list[str]):
+    """The held-out files without the texts that occur in training (unless ``keep_overlap``), how many
+    each shared and left out, and the eval rows kept (a slice of all of them when none were left out);
+    appends what was done to ``messages``."""
+    held_out = dict(held_out)
+    overlap: dict[str, int] = {}
+    overlap_removed: dict[str, int] = {}
+    kept_eval: Any = slice(None)
+    for name, raw in held_out.items():
+        if raw is None:
+            continue
+        shared = [i for i, key in enumerate(raw.keys) if key in train_keys[name]]
+        overlap[name] = len(shared)
+        overlap_removed[name] = 0
+        if not shared:
+            continue
+        if keep_overlap:
+            messages.append(f"{raw.path.name}: {len(shared)} of its {len(raw.texts)} texts also occur in training; "
+                            f"kept in its metrics (--keep-overlap)")
+            continue
+        if len(shared) == len(raw.texts):
+            raise JaxpruneError(f"every text of {raw.path} also occurs in the training data; pass held-out data "
+                                f"(or `keep_overlap=True` to score it anyway)")
+        keep = np.setdiff1d(np.arange(len(raw.texts)), shared)
+        held_out[name] = _subset(raw, keep)
+        if name == "eval":
+            kept_eval = keep
+        overlap_removed[name] = len(shared)
+        messages.append(f"{raw.path.name}: left out {len(shared)} of its {len(raw.texts)} texts that also occur "
+                        f"in training (--keep-overlap keeps them)")
+    return held_out, overlap, overlap_removed, kept_eval
