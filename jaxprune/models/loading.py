@@ -243,6 +243,14 @@ def from_pretrained(
         config = config.replace(classifier_pooling=classifier_pooling)
     state = read_state_dict(folder, allow_pickle=allow_pickle)
 
+    return _params_from_state(state, config, folder, seed, bool(replace_head and trained_labels),
+                              replace_head), config
+
+
+def _params_from_state(state: dict[str, np.ndarray], config: BertConfig, folder: str, seed: int,
+                       replaced_trained_head: bool, replace_head: bool) -> Params:
+    """The params of ``config`` read from a checkpoint's ``state``; a missing (or replaced) pooler or
+    classifier is freshly initialised with ``seed``, missing encoder weights raise."""
     shapes = param_shapes(config)
     flat_shapes = {_path_str(p): s for p, s in jax.tree_util.tree_flatten_with_path(shapes)[0]}
     loaded: dict[str, np.ndarray] = {}
@@ -272,7 +280,7 @@ def from_pretrained(
     if missing:
         parts = " and ".join(part for prefix, part in (("pooler/", "pooler"), ("classifier/", "classifier head"))
                              if any(p.startswith(prefix) for p in missing))
-        why = ("replacing the checkpoint's, as asked (replace_head=True)" if replace_head and trained_labels
+        why = ("replacing the checkpoint's, as asked (replace_head=True)" if replaced_trained_head
                else "expected when fine-tuning a model without one")
         log.info("new %s for %d labels (seed %d): %s", parts, config.num_labels, seed, why)
         fresh = init_params(config, jax.random.key(seed))
@@ -281,8 +289,7 @@ def from_pretrained(
             loaded[path] = np.asarray(flat_fresh[path])
 
     leaves = [jax.numpy.asarray(loaded[_path_str(p)]) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
-    params = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)
-    return params, config
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), leaves)
 
 
 def save_pretrained(params: Params, config: BertConfig, folder: str | os.PathLike, tokenizer: Any = None) -> None:
