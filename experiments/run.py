@@ -51,6 +51,16 @@ def _rate(value: float) -> str:
 
 def make_parser() -> Parser:
     p = Parser(description=__doc__)
+    _add_method_arguments(p)
+    _add_model_arguments(p)
+    _add_data_arguments(p)
+    _add_training_arguments(p)
+    _add_run_arguments(p)
+    return p
+
+
+def _add_method_arguments(p: Parser) -> None:
+    """What the student is: pruning and distillation."""
     p.add_argument("--sparsity", type=fraction_pruned, default=DEMO.student.sparsity,
                    help="fraction of encoder weights pruned, 0 <= s < 1")
     p.add_argument("--distill", action="store_true", help="distill from the unpruned teacher")
@@ -69,6 +79,10 @@ def make_parser() -> Parser:
                    help="prune attention by whole heads (compactable) or 32x32 blocks")
     p.add_argument("--scope", choices=("global", "local"), default=DEMO.student.pruning.scope,
                    help="global: layers compete for the budget; local: every layer pruned alike")
+
+
+def _add_model_arguments(p: Parser) -> None:
+    """Precision, preset, model and vocabulary."""
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="compute dtype (params stay float32); auto = bf16 on GPU, fp32 on CPU")
     p.add_argument("--preset", choices=sorted(presets.PRESETS), default=None,
@@ -92,6 +106,9 @@ def make_parser() -> Parser:
                    help="with --prune-vocab: also keep every piece written in the training text's main script, "
                         "so unseen words split as before more often (default: on; off keeps only the "
                         "training text's pieces and single characters: fewer rows, more fallbacks)")
+
+
+def _add_data_arguments(p: Parser) -> None:
     data = p.add_argument_group("data (default: the embedded 300-headline Marathi corpus, split 80/20)")
     data.add_argument("--train-file", default=None, metavar="CSV",
                       help="labelled training data: a CSV (or .tsv) with a text and a label column; split 80/20 "
@@ -119,6 +136,10 @@ def make_parser() -> Parser:
                            "on 2 CPU cores; default: none)")
     data.add_argument("--transfer-column", default=None, metavar="NAME",
                       help="the text column of a CSV --transfer-file (default: a text-like column name)")
+
+
+def _add_training_arguments(p: Parser) -> None:
+    """Epochs, sizes, rates and seeds."""
     p.add_argument("--epochs", type=whole_number(1), default=None,
                    help=f"student epochs (default: {DEMO.student.epochs}; experiment: {EXPERIMENT.student.epochs}, "
                         f"raised on a small training set so that teacher and student train at least "
@@ -153,6 +174,10 @@ def make_parser() -> Parser:
     p.add_argument("--teacher-seed", type=whole_number(0), default=None,
                    help="seed of the eval split and of the teacher's head, data order and dropout; students of "
                         "several --seed values share one split and teacher when it is fixed (default: --seed)")
+
+
+def _add_run_arguments(p: Parser) -> None:
+    """Where the run writes, and how it runs."""
     p.add_argument("--output-dir", default=None,
                    help="where results.json and the models go (default: runs/<model>-<data>-s<sparsity>[-kd]-"
                         "<method>-<precision>, e.g. runs/e5-small-embedded-s0.25-kd-topk-fp32; <data> is "
@@ -174,7 +199,6 @@ def make_parser() -> Parser:
                    help="shard params, scores and optimizer states over the devices (FSDP-style) instead of "
                         "replicating them; batches are split over the devices either way. Several processes: "
                         "set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (README: Past one device)")
-    return p
 
 
 def parse_args(argv=None) -> argparse.Namespace:
