@@ -60,8 +60,8 @@ class BertEmbeddings(nn.Module):
             return nn.Embed(num, cfg.hidden_size, embedding_init=init, dtype=self.dtype,
                             param_dtype=jnp.float32, name=name)
 
-        # (1, T), not (B, T): the position-embedding gradient sums over the batch first, as it
-        # always has. An iota rather than jnp.arange(T)[None]: jax2onnx keeps a symbolic T in it.
+        # (1, T), not (B, T): the position-embedding gradient sums over the batch first; changing
+        # that changes the float32 sums, and so the trained weights.
         positions = jax.lax.broadcasted_iota(jnp.int32, (1, input_ids.shape[-1]), 1)
         x = (
             embed(cfg.vocab_size, "word_embeddings")(input_ids)
