@@ -10,6 +10,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data" / "mahanews-shc"
+# Fixtures whose first use converts multilingual-e5-small (a 490 MB folder, minutes on a laptop):
+# every test that needs one, directly or through another fixture, is slow.
+SLOW_FIXTURES = frozenset({"e5_folder"})
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
