@@ -1,15 +1,24 @@
 """jaxprune: block movement pruning, distillation and bfloat16 for BERT classifiers in JAX.
 
 Public API (see README.md); names are imported on first use, so ``import jaxprune.mask``
-pulls in jax, numpy and flax only.
+pulls in jax, numpy, flax and optax only.
 
+The core (``pip install jaxprune``: jax, flax, optax, numpy):
+
+- pruning: :mod:`jaxprune.mask` (model-agnostic), :func:`bert_rules`, :func:`compact`
 - model (:mod:`jaxprune.models`): :class:`BertConfig`, :class:`BertForSequenceClassification`,
-  :func:`init_params`, :func:`from_pretrained`, :func:`save_pretrained`, :func:`load_tokenizer`
-- pruning: :mod:`jaxprune.mask` (model-agnostic), :func:`bert_rules`, :func:`compact`,
+  :func:`init_params`
+
+With the ``train`` extra (``pip install "jaxprune[train]"``; without it, these names raise
+:class:`jaxprune._extras.MissingExtraError` saying so in one line):
+
+- loading and saving: :func:`from_pretrained`, :func:`save_pretrained`, :func:`load_tokenizer`;
   :mod:`jaxprune.vocab` (vocabulary pruning)
 - training (:mod:`jaxprune.training`): :class:`TrainConfig`, :func:`fit`
 - experiments (:mod:`jaxprune.experiment`): :class:`ExperimentConfig`, :func:`train_and_evaluate`
 - data (:mod:`jaxprune.data`), evaluation (:mod:`jaxprune.evaluation`)
+
+With the ``onnx`` extra: :mod:`jaxprune.export` (ONNX export, run in ONNX Runtime).
 """
 
 import importlib

@@ -37,6 +37,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxprune._extras import require
+
+require(__name__, "onnx")
+
 from jaxprune.errors import JaxpruneError
 from jaxprune.models.bert import BertForSequenceClassification
 from jaxprune.models.config import BertConfig

@@ -24,6 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxprune._extras import require
+
+require(__name__, "onnx")
+
 from jaxprune.errors import JaxpruneError
 
 INT8_SUFFIX = ".int8.onnx"

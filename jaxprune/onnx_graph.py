@@ -29,6 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from jaxprune._extras import require
+
+require(__name__, "onnx")
+
 from jaxprune.errors import JaxpruneError
 from jaxprune.models.config import BertConfig
 

@@ -25,6 +25,10 @@ The pieces: :mod:`._read` (one file: decoding, columns, cleaning, duplicates), :
 (leak-free splits, :class:`DataInfo`) and :mod:`._sources` (files, folders, MahaNews, the corpus).
 """
 
+from jaxprune._extras import require
+
+require(__name__, "train", "datasets")
+
 from jaxprune.data._read import LABEL_COLUMNS, TEXT_COLUMNS, normalise_text, read_table
 from jaxprune.data._sources import (
     MAHANEWS_URL,

@@ -6,9 +6,16 @@ command line starts from), :mod:`.baseline` (model, data and the evaluated teach
 :mod:`.folders` (output folders, atomic JSON), :mod:`.runlock` (one process per folder),
 :mod:`.emissions` (CodeCarbon), :mod:`.summary` (the printed table).
 
-Names are imported on first use: ``jaxprune.experiment.presets`` (or ``.config``) does not
-import the data, model-loading and checkpointing libraries the pipeline needs.
+Needs the ``train`` extra. Names are imported on first use: ``jaxprune.experiment.presets``
+(or ``.config``) does not import the data, model-loading and checkpointing libraries the
+pipeline needs.
 """
+
+from jaxprune._extras import require
+
+# CodeCarbon (the CO2 figure) and matplotlib (table1.py's figure) are used when present.
+require(__name__, "train", "datasets", "transformers", "tokenizers", "safetensors", "huggingface_hub", "orbax",
+        "filelock", "tqdm")
 
 import importlib
 

@@ -19,9 +19,12 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxprune._extras import require
 from jaxprune.models.bert import Params, init_params, param_shapes
 from jaxprune.models.config import BertConfig
 from jaxprune.errors import JaxpruneError
+
+require(__name__, "train", "safetensors", "transformers", "huggingface_hub")
 
 log = logging.getLogger(__name__)
 

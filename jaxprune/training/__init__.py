@@ -4,3 +4,7 @@
 ``create_train_state``, ``train_step``), :mod:`.loop` (``fit``), :mod:`.checkpoint` (orbax),
 :mod:`.losses` (cross-entropy, distillation and layer distillation).
 """
+
+from jaxprune._extras import require
+
+require(__name__, "train", "datasets", "orbax", "tqdm")

@@ -28,6 +28,10 @@ corpus text and raises if a single id differs.
 The public entry points take a transformers tokenizer or a ``tokenizers.Tokenizer``.
 """
 
+from jaxprune._extras import require
+
+require(__name__, "train", "tokenizers", "transformers", "safetensors")
+
 from jaxprune.vocab._model import (BERT_EMBEDDING_PATH, VOCABULARY_NAME, load_vocabulary, original_vocab_size,
                                    prune_embedding_rows, prune_embeddings, prune_model_folder)
 from jaxprune.vocab._tokenizer import (PrunedVocabulary, backend_tokenizer, encode_pieces, fallback_report,

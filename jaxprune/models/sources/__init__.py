@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import os
 
+from jaxprune._extras import require
+
+require(__name__, "train", "safetensors", "tokenizers", "transformers", "filelock")
+
 from jaxprune.errors import JaxpruneError
 
 DEFAULT_MODEL = "e5-small"
