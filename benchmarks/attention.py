@@ -30,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from experiments.cli_args import Parser, run_script, whole_number
 
 RESULTS = Path(__file__).resolve().parent / "results"

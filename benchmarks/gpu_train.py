@@ -19,6 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from experiments.cli_args import Parser, positive_number, run_script, whole_number
 
 REPO = Path(__file__).resolve().parent.parent

@@ -52,9 +52,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._inference_report import fastest, write_report
 from benchmarks._ort_peer import INT8, TORCH_EXPORT, import_ort, ort_parity, ort_runner, ort_sessions

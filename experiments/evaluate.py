@@ -34,9 +34,13 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.cli_args import PRECISIONS, Parser, add_column_arguments, quiet_libraries, run_script, whole_number
 from jaxprune.errors import JaxpruneError

@@ -20,8 +20,12 @@ status 2.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.cli_args import Parser, add_column_arguments, positive_number, quiet_libraries, run_script, whole_number
 

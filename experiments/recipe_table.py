@@ -21,6 +21,9 @@ import statistics
 import sys
 from pathlib import Path
 
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from experiments.cli_args import Parser, quiet_libraries, run_script
 from jaxprune.errors import JaxpruneError
 

@@ -22,6 +22,12 @@ import sys
 from pathlib import Path
 from typing import Literal
 
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jaxprune._extras import exit_without
+
+    exit_without("experiments/table1.py", "train")  # its imports need it: one line, not a traceback
+
 from experiments import _table1_report as report
 from experiments import run as run_cli  # the same presets, sizes and defaults
 from experiments.cli_args import (

@@ -10,7 +10,14 @@ cache, so a later run.py or table1.py with the same settings reuses it. Writes
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from jaxprune._extras import exit_without
+
+    exit_without("experiments/teacher.py", "train")  # its imports need it: one line, not a traceback
 
 from experiments import run as run_cli  # the same flags and config
 from experiments.cli_args import quiet_libraries, run_script
