@@ -1,6 +1,6 @@
 """ONNX export: ONNX Runtime computes jaxprune's logits for dense and compacted models, at any
-batch and length, with and without its fusions, in a graph it fuses; and the README's serving
-example runs on an exported e5-small."""
+batch and length, with and without its fusions, in a graph it fuses; and the serving example of
+docs/library.md runs on an exported e5-small."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from jaxprune.models.bert import BertForSequenceClassification, init_params
 ort = pytest.importorskip("onnxruntime")  # the `onnx` extra, part of `test`
 from jaxprune.export import onnx_session, to_onnx  # noqa: E402
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+LIBRARY_DOC = pathlib.Path(__file__).resolve().parents[1] / "docs" / "library.md"
 SECTION = "## Serving with ONNX Runtime"
 
 
@@ -102,9 +102,9 @@ def test_to_onnx_refuses_an_unknown_dtype(tiny_bert_config, tiny_bert_params):
         to_onnx(tiny_bert_params, tiny_bert_config, dtype="bfloat16")
 
 
-def readme_example() -> str:
-    text = README.read_text(encoding="utf-8")
-    assert SECTION in text, f"README.md lost its {SECTION!r} section"
+def serving_example() -> str:
+    text = LIBRARY_DOC.read_text(encoding="utf-8")
+    assert SECTION in text, f"docs/library.md lost its {SECTION!r} section"
     section = text.split(SECTION, 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
@@ -124,7 +124,7 @@ def compacted_e5_folder(tmp_path_factory, e5_folder) -> pathlib.Path:
     return folder
 
 
-def test_export_cli_checks_real_headlines_and_the_readme_serves_the_file(
+def test_export_cli_checks_real_headlines_and_the_docs_serve_the_file(
     compacted_e5_folder, tmp_path, repo_script, shared_data_dir, capsys
 ):
     from jaxprune.models.loading import from_pretrained, load_tokenizer
@@ -141,8 +141,8 @@ def test_export_cli_checks_real_headlines_and_the_readme_serves_the_file(
         assert (out_file.parent / name).is_file(), name
     assert not [p.name for p in out_file.parent.iterdir() if p.name.startswith(".")]  # no scratch left
 
-    # The README's serving example, verbatim but for the folder: the labels it prints are jaxprune's.
-    example = readme_example()
+    # The docs' serving example, verbatim but for the folder: the labels it prints are jaxprune's.
+    example = serving_example()
     assert 'folder = "onnx/s25"' in example
     namespace: dict = {}
     exec(example.replace('folder = "onnx/s25"', f'folder = "{out_file.parent}"'), namespace)  # noqa: S102
