@@ -11,7 +11,8 @@ Two places decide when a signal may stop the run:
 - :func:`handle_signals` (the scripts' entry points): a signal raises :class:`Interrupted`
   where the program is; later signals are ignored while the run cleans up.
 - :func:`deferred` (the training loop and its checkpoint saves): a signal is only recorded;
-  the loop reads :func:`pending` after each step, saves a checkpoint and raises. A signal
+  the loop calls :func:`raise_pending` after each step and, catching the
+  :class:`Interrupted`, saves a checkpoint under :func:`stopped_after` and raises. A signal
   never lands inside a jitted step or a native library's call there, so the state it saves is
   whole.
 
@@ -24,7 +25,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _NAMES = {signal.SIGINT: "Ctrl-C (SIGINT)", signal.SIGTERM: "SIGTERM"}
@@ -173,3 +174,20 @@ def take_pending() -> Interrupted:
     signum, _State.pending = _State.pending or signal.SIGINT, None
     _State.stopping = True
     return Interrupted(signum)
+
+
+def raise_pending() -> None:
+    """Raise the signal pending inside :func:`deferred` (it is then no longer pending), if any."""
+    if _State.pending is not None:
+        raise take_pending()
+
+
+def stopped_after(error: KeyboardInterrupt, save: Callable[[], str]) -> Interrupted:
+    """The :class:`Interrupted` to raise for ``error`` once ``save()`` has run, with further
+    signals held back so that none stops it half way. ``save`` returns what the message says
+    after ``"interrupted; "``: what was kept and how to continue. An error ``save`` raises
+    propagates instead (it says more than the interrupt)."""
+    with deferred(raise_pending=False):
+        said = save()
+    interrupted = error if isinstance(error, Interrupted) else Interrupted()
+    return interrupted.with_message(f"interrupted; {said}")

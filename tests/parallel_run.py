@@ -30,7 +30,7 @@ def main() -> None:
     multi_process = "JAX_COORDINATOR_ADDRESS" in os.environ
     if multi_process:  # --devices is per process; the device count must be set before JAX starts
         jax.config.update("jax_num_cpu_devices", args.devices)
-        from jaxprune.training.parallel import initialize_distributed
+        from jaxprune.parallel import initialize_distributed
 
         assert initialize_distributed(timeout_s=60)
     else:
@@ -38,13 +38,15 @@ def main() -> None:
     import numpy as np
 
     from jaxprune.models.bert import init_params
+    from jaxprune.parallel import Parallel
+    from jaxprune.training.bert import BertClassification
     from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
     from jaxprune.training.loop import fit
-    from jaxprune.training.parallel import Parallel
     from test_pipeline import keyword_task, tiny_config
 
     assert jax.device_count() == args.devices * jax.process_count(), jax.devices()
     model_config = tiny_config(vocab_size=64)
+    task = BertClassification(model_config)
     params = init_params(model_config, jax.random.key(2))
     train = keyword_task(30, seed=3)
     config = TrainConfig(epochs=2, batch_size=args.batch_size, optimizer=OptimizerConfig(learning_rate=1e-3),
@@ -52,7 +54,7 @@ def main() -> None:
                          distillation=DistillationConfig())
     teacher = {}
     if args.teacher_in_step:
-        teacher["teacher"] = (init_params(model_config, jax.random.key(7)), model_config)
+        teacher["teacher"] = (init_params(model_config, jax.random.key(7)), task)
     else:
         teacher["teacher_logits"] = np.random.default_rng(4).normal(size=(30, 3)).astype(np.float32)
     parallel = Parallel.create(shard_params=args.shard_params)
@@ -60,7 +62,7 @@ def main() -> None:
         from unittest import mock
 
         mock.patch.object(Parallel, "padded_batch_size", lambda self, size: args.fill_to).start()
-    result = fit(params, model_config, config, train, checkpoint_dir=args.checkpoint_dir, fingerprint="parallel",
+    result = fit(params, task, config, train, checkpoint_dir=args.checkpoint_dir, fingerprint="parallel",
                  resume=args.resume, stop_after_steps=args.stop_after, parallel=parallel, **teacher)
     leaves = jax.tree_util.tree_leaves_with_path(result.params)
     shardings = sorted({str(leaf.sharding.spec) for leaf in jax.tree_util.tree_leaves(result.state.params)})

@@ -37,7 +37,7 @@ def predict_logits(
     Batches of ``batch_size`` rows of one length bucket go through the jitted inference
     path (:func:`jaxprune.models.bert.inference_logits`) in ``compute_dtype``; ``progress``
     wraps the batch plan (e.g. a tqdm factory). With ``parallel`` (a
-    :class:`jaxprune.training.parallel.Parallel`) the batches are split over its mesh and the
+    :class:`jaxprune.parallel.Parallel`) the batches are split over its mesh and the
     params placed as it says (replicated, or sharded with ``shard_params``).
     """
     model = BertForSequenceClassification(model_config, dtype=jnp.dtype(compute_dtype))
@@ -45,7 +45,7 @@ def predict_logits(
     plan = epoch_plan(encoded, batch_size, shuffle=False)
     rows_per_batch = batch_size
     if parallel is not None:
-        from jaxprune.training.parallel import to_host
+        from jaxprune.parallel import to_host
 
         params, rows_per_batch = parallel.put(params), parallel.padded_batch_size(batch_size)
     for rows in progress(plan) if progress else plan:

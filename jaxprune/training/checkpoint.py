@@ -97,9 +97,8 @@ def _join_threads_started_since(before: set[threading.Thread], timeout_s: float 
                 thread.join(max(0.0, deadline - time.monotonic()))
 
 
-# What the saved train state looks like: 1 had separate weight and score optimizer states,
-# 2 the pruner's one optimizer state over (params, scores), 3 adds the layer-distillation maps
-# (``maps``) and the optimizer state over ((params, maps), scores).
+# The layout of the saved train state (a TrainState: step, params, scores, maps, the optimizer
+# state over ((params, maps), scores), rng); a checkpoint of any other is refused.
 STATE_FORMAT = 3
 
 
@@ -182,10 +181,10 @@ class Checkpointer:
                 f"the checkpoint in {self.folder} belongs to a run with other settings; resume with the "
                 f"same settings, or use a new `checkpoint_dir`"
             )
-        state_format = meta.get("state_format", 1)
+        state_format = meta.get("state_format")
         if state_format != STATE_FORMAT:
             raise JaxpruneError(
-                f"the checkpoint in {self.folder} was written by an earlier jaxprune (train state format "
+                f"the checkpoint in {self.folder} was written by another jaxprune (train state format "
                 f"{state_format}, today's is {STATE_FORMAT}) and cannot be resumed; start the run again in a new "
                 f"`checkpoint_dir`"
             )
@@ -204,3 +203,63 @@ class Checkpointer:
             # already, and raising it again would hide the one-line message.
             if not self._save_failed:
                 raise
+
+
+class RunCheckpoints:
+    """One run's checkpoints: whether it may continue a folder, when it saves, what it keeps.
+
+    ``folder`` None turns checkpoints off (nothing is restored or saved). A checkpoint is saved
+    every ``every`` steps, and its meta records where the data order stands (``epoch``, ``batch``
+    within it, from the step and ``steps_per_epoch``) and the last loss.
+    """
+
+    def __init__(self, folder: str | None, fingerprint: str = "", every: int = 100, steps_per_epoch: int = 1):
+        self.folder, self.every, self.steps_per_epoch = folder, every, steps_per_epoch
+        self.checkpointer = Checkpointer(folder, fingerprint) if folder else None
+
+    def restore(self, state: Any, resume: bool) -> tuple[Any, dict[str, Any] | None]:
+        """``(state, None)`` for a fresh run, or the newest checkpoint's ``(state, meta)``.
+
+        A folder holding a checkpoint is only continued with ``resume`` (so a finished or other
+        run is never overwritten), and only by a run of the same fingerprint and state format.
+        A refusal closes the checkpointer: its background threads would outlive the run.
+        """
+        if self.checkpointer is None or self.checkpointer.latest_step() is None:
+            return state, None
+        try:
+            if not resume:
+                raise JaxpruneError(
+                    f"{self.folder} already holds a checkpoint; pass `resume=True` to continue it or use a new "
+                    "`checkpoint_dir`"
+                )
+            return self.checkpointer.restore_latest(state)
+        except BaseException:
+            self.checkpointer.close()
+            raise
+
+    def due(self, step: int) -> bool:
+        """Whether the state of ``step`` is one of the periodic checkpoints."""
+        return self.checkpointer is not None and step % self.every == 0
+
+    def save(self, state: Any, loss: float | None) -> None:
+        """Save ``state`` (its ``step`` says where) unless it is the newest checkpoint already:
+        restored from it, or just saved. Raises as :meth:`Checkpointer.save` does."""
+        if self.checkpointer is None:
+            return
+        # Reading the step from the state (saving reads its arrays anyway): a Ctrl-C between a step
+        # and the loop's bookkeeping cannot record a data position out of step with the state.
+        step = int(state.step)
+        if step == self.checkpointer.latest_step():
+            return
+        epoch, batch = divmod(step, self.steps_per_epoch)
+        self.checkpointer.save(step, state, {"epoch": epoch, "batch": batch, "loss": loss})
+
+    def kept(self) -> str:
+        """Which checkpoint a run that stops now leaves, as a clause of an error message."""
+        if self.checkpointer is None:
+            return "checkpoints were off, so none is kept"
+        return kept_clause(self.checkpointer.latest_step(), self.checkpointer.folder)
+
+    def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()

@@ -15,6 +15,7 @@ so runs and teachers made before the configs were nested are still recognised, a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import jax
@@ -22,8 +23,6 @@ import optax
 
 from jaxprune import mask
 from jaxprune.errors import JaxpruneError
-from jaxprune.models.bert_rules import bert_rules
-from jaxprune.models.config import BertConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,14 +55,15 @@ class OptimizerConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PruningConfig:
-    """Block movement pruning of the encoder.
+    """Block movement pruning of the weights the model's rules score (a BERT's encoder).
 
-    ``sparsity`` is the final fraction of encoder weights pruned. With ``method="topk"`` it
+    ``sparsity`` is the final fraction of scored weights pruned. With ``method="topk"`` it
     is reached exactly through the cubic schedule (warm-up, ramp, cool-down fractions of the
     steps); with ``"soft"`` sparsity comes from the L1 penalty ``soft_penalty`` on
     sigmoid(scores) and the achieved value is reported. ``attention_blocks`` prunes whole
     heads (compactable) or ``block_shape`` blocks of the attention kernels; FFN neurons are
-    always whole units. ``scope="global"`` lets layers compete for the budget.
+    always whole units (both read by the BERT's rules, :meth:`jaxprune.training.bert.BertClassification.pruning_rules`).
+    ``scope="global"`` lets layers compete for the budget.
     """
 
     sparsity: float = 0.0
@@ -87,12 +87,12 @@ class PruningConfig:
     def prunes(self) -> bool:
         return self.sparsity > 0.0 or self.method == "soft" and self.soft_penalty > 0.0
 
-    def build(self, params: Any, model_config: BertConfig, total_steps: int) -> mask.Pruner:
-        """The :class:`jaxprune.mask.Pruner` of a BERT's ``params`` for a run of ``total_steps``
-        (the identity pruner when this config prunes nothing)."""
+    def build(self, params: Any, rules: Sequence[mask.Rule], total_steps: int) -> mask.Pruner:
+        """The :class:`jaxprune.mask.Pruner` of ``params`` under ``rules`` (the model's, e.g.
+        :func:`jaxprune.models.bert_rules.bert_rules`) for a run of ``total_steps`` (the identity
+        pruner when this config prunes nothing)."""
         if not self.prunes:
             return mask.Pruner.from_rules(params, [])
-        rules = bert_rules(model_config, attention=self.attention_blocks, block_shape=self.block_shape)
         # Scores are trained with Adam, whose steps have the same size for a head's score and a
         # neuron's whatever their gradient scale, so raw scores are what should compete in global
         # ranking: equal rule weights (the budget itself stays counted in weights).
