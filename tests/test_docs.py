@@ -29,7 +29,7 @@ FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
 
 def docs() -> list[Path]:
-    return [README, *sorted((REPO / "docs").glob("*.md"))]
+    return [README, REPO / "benchmarks" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def scripts() -> list[Path]:
