@@ -43,7 +43,7 @@ Random token ids, no padding. Results go to
 ``benchmarks/results/inference_<device>_<date>.{json,md}`` (written by
 ``benchmarks/_inference_report.py``).
 
-Usage (see benchmarks/README.md): ``python benchmarks/inference.py`` runs the
+Usage (see docs/benchmarks.md): ``python benchmarks/inference.py`` runs the
 device default grid (the full grid on GPU, a ~5 minute grid on CPU).
 """
 

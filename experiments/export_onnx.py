@@ -14,7 +14,7 @@ With --quantize int8 the float32 file is also quantised by ONNX Runtime's dynami
 the check prints, for the int8 file against the float32 one, the largest logit difference and
 the share of texts whose predicted class is the same. experiments/evaluate.py --model
 FILE.onnx scores either file on a labelled CSV.
-README.md shows how to serve the file. Bad input ends with one line on stderr and exit
+docs/library.md shows how to serve the file. Bad input ends with one line on stderr and exit
 status 2.
 """
 

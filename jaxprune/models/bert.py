@@ -82,7 +82,7 @@ def equal_blocks(total: int, most: int) -> tuple[int, int]:
 # On CPU, one head's float32 scores for a block of queries are kept within this
 # many bytes (half the 512 KiB L2 cache per core of the machine it was measured
 # on): larger blocks ran 2-4x slower at length 384-512 whatever the batch
-# (``python benchmarks/attention.py``; results in benchmarks/README.md).
+# (``python benchmarks/attention.py``; results in docs/benchmarks.md).
 CPU_HEAD_SCORE_BYTES = 256 * 1024
 
 
@@ -272,7 +272,7 @@ class BertForSequenceClassification(nn.Module):
 # On CPU, inference feeds the model this many tokens at a time: batches of 32 x 128
 # ran 1.2x faster as four micro-batches of 8 x 128 (MiniLM and BERT-base shapes; a
 # layer's activations then stay in cache), and length 512 neither gained nor lost
-# (benchmarks/README.md).
+# (docs/benchmarks.md).
 CPU_MICROBATCH_TOKENS = 1024
 
 
