@@ -107,8 +107,8 @@ class ExperimentConfig:
 
     def parallel(self):
         """The mesh of the run: data parallel over every device (of every process), params
-        sharded too with ``shard_params`` (:class:`jaxprune.training.parallel.Parallel`)."""
-        from jaxprune.training.parallel import Parallel
+        sharded too with ``shard_params`` (:class:`jaxprune.parallel.Parallel`)."""
+        from jaxprune.parallel import Parallel
 
         return Parallel.create(shard_params=self.shard_params)
 

@@ -26,8 +26,9 @@ from jaxprune.experiment.config import ExperimentConfig
 from jaxprune.experiment.teachers import Log
 from jaxprune.experiment.transfer import cached_logits, texts_digest
 from jaxprune.models.config import BertConfig
+from jaxprune.training.bert import BertClassification
 from jaxprune.training.loop import FitResult, fit
-from jaxprune.training.parallel import is_primary
+from jaxprune.parallel import is_primary
 
 FINETUNE_CHECKPOINTS = "checkpoints-finetune"
 SPARSITY_TOLERANCE = 0.05  # how far a loaded student's encoder sparsity may be from the run's
@@ -92,9 +93,9 @@ def finetune_compacted(config: ExperimentConfig, base: Baseline, params: Any, mo
         if logits is not None:
             logits = np.concatenate([logits, extra_logits]).astype(np.float32)
     result = fit(
-        params, model_config, student, train,
+        params, BertClassification(model_config), student, train,
         teacher_logits=logits if student.distills else None,
-        teacher=(base.params, base.model_config) if student.distills else None,
+        teacher=(base.params, BertClassification(base.model_config)) if student.distills else None,
         checkpoint_dir=str(out / FINETUNE_CHECKPOINTS), fingerprint=f"{config.fingerprint()}-finetune",
         resume=config.resume, checkpoint_every=config.checkpoint_every, description="fine-tune compacted",
         parallel=parallel,

@@ -39,7 +39,7 @@ from jaxprune.experiment.emissions import check_country, track_emissions
 from jaxprune.experiment.finetune import FINETUNE_CHECKPOINTS, finetune_compacted, load_pruned_student, transfer_logits
 from jaxprune.experiment.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
 from jaxprune.experiment.runlock import hold_folder_lock
-from jaxprune.training.parallel import is_primary
+from jaxprune.parallel import is_primary
 from jaxprune.experiment.teachers import Log
 from jaxprune.models.bert import count_params
 from jaxprune.models.bert_rules import bert_sparsity_report
@@ -47,6 +47,7 @@ from jaxprune.models.compaction import compact
 from jaxprune.models.loading import save_pretrained
 from jaxprune.models.sources import describe
 from jaxprune.training.config import PruningConfig
+from jaxprune.training.bert import BertClassification
 from jaxprune.training.loop import fit
 
 __all__ = ["Baseline", "ExperimentConfig", "Inputs", "check_inputs", "check_precision", "evaluate", "majority_accuracy",
@@ -132,9 +133,9 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
     with track_emissions(config.country_iso_code) as emissions:
         if config.student_from is None:
             result = fit(
-                teacher_params, teacher_config, config.student, encoded_train,
+                teacher_params, BertClassification(teacher_config), config.student, encoded_train,
                 teacher_logits=teacher_logits,
-                teacher=(teacher_params, teacher_config) if config.student.distills else None,
+                teacher=(teacher_params, BertClassification(teacher_config)) if config.student.distills else None,
                 checkpoint_dir=str(out / "checkpoints"), fingerprint=config.fingerprint(),
                 resume=config.resume, checkpoint_every=config.checkpoint_every, description="student",
                 parallel=parallel,

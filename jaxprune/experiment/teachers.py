@@ -19,9 +19,10 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.experiment.config import ExperimentConfig
 from jaxprune.experiment.folders import prepare_output_dir, remove_unless_useful
 from jaxprune.experiment.runlock import hold_folder_lock
-from jaxprune.training.parallel import is_primary
+from jaxprune.parallel import is_primary
 from jaxprune.models.config import BertConfig
 from jaxprune.models.loading import from_pretrained, load_tokenizer, save_pretrained
+from jaxprune.training.bert import BertClassification
 from jaxprune.training.loop import fit
 
 Log = Callable[[str], Any]
@@ -159,7 +160,7 @@ def prepare_teacher(
         with hold_folder_lock(partial, what="teacher cache folder", argument="teacher_cache") if primary \
                 else contextlib.nullcontext():
             locked = primary
-            result = fit(params, model_config, config.teacher, encoded_train,
+            result = fit(params, BertClassification(model_config), config.teacher, encoded_train,
                          checkpoint_dir=str(partial / "checkpoints"), fingerprint=key, resume=True,
                          checkpoint_every=config.checkpoint_every, description="teacher",
                          parallel=config.parallel(), log=log)
