@@ -14,6 +14,7 @@ import pytest
 
 import jaxprune.training.loop as fit_lib
 from jaxprune.training import step as train_lib
+from jaxprune.training.bert import BertClassification
 from jaxprune.data.batching import EncodedSplit
 from jaxprune.models.bert import BertForSequenceClassification, init_params
 from jaxprune.models.config import BertConfig
@@ -215,7 +216,7 @@ def test_fit_loss_decreases_on_a_learnable_task():
     params = init_params(model_config, jax.random.key(1))
     train = keyword_task(32)
     config = TrainConfig(epochs=8, batch_size=8, optimizer=OptimizerConfig(learning_rate=3e-3, warmup_fraction=0.0))
-    result = fit_lib.fit(params, model_config, config, train)
+    result = fit_lib.fit(params, BertClassification(model_config), config, train)
 
     losses = np.array([row["loss"] for row in result.history])
     assert len(losses) == 32 == result.total_steps
@@ -275,18 +276,18 @@ def _resume_setup():
     config = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
                          pruning=PruningConfig(sparsity=0.5, warmup_fraction=0.0, cooldown_fraction=0.0),
                          distillation=DistillationConfig())
-    return params, model_config, config, train, teacher_logits
+    return params, BertClassification(model_config), config, train, teacher_logits
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
-    params, model_config, config, train, teacher_logits = _resume_setup()
+    params, task, config, train, teacher_logits = _resume_setup()
     common = dict(teacher_logits=teacher_logits, fingerprint="run-a")
-    full = fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits)
+    full = fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits)
 
     folder = str(tmp_path / "checkpoints")
-    first = fit_lib.fit(params, model_config, config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
+    first = fit_lib.fit(params, task, config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
     assert int(first.state.step) == 4 and len(first.history) == 4  # stopped mid-epoch 2
-    second = fit_lib.fit(params, model_config, config, train, checkpoint_dir=folder, resume=True, **common)
+    second = fit_lib.fit(params, task, config, train, checkpoint_dir=folder, resume=True, **common)
 
     assert second.resumed_from_step == 4 and int(second.state.step) == full.total_steps == 6
     assert leaves_equal(second.state.params, full.state.params)
@@ -299,16 +300,16 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
-    params, model_config, config, train, teacher_logits = _resume_setup()
+    params, task, config, train, teacher_logits = _resume_setup()
     folder = str(tmp_path / "checkpoints")
-    fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+    fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
         fingerprint="run-a", stop_after_steps=0)  # a checkpoint of the initial state, nothing compiled
 
     with pytest.raises(JaxpruneError, match="other settings"):
-        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-b", resume=True)
     with pytest.raises(JaxpruneError, match="`resume=True`"):
-        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-a")
 
 
@@ -342,7 +343,8 @@ def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape
     train = two_bucket_task(32)  # 16 rows of each length: 2 batches of 8 per bucket
     config = TrainConfig(epochs=3, batch_size=8,
                          pruning=PruningConfig(sparsity=0.75, warmup_fraction=0.25, cooldown_fraction=0.25))
-    result = fit_lib.fit(init_params(model_config, jax.random.key(0)), model_config, config, train)
+    params = init_params(model_config, jax.random.key(0))
+    result = fit_lib.fit(params, BertClassification(model_config), config, train)
 
     total = result.total_steps
     assert total == 12
@@ -373,10 +375,11 @@ def test_bfloat16_step_keeps_float32_state():
                          pruning=PruningConfig(sparsity=0.5, warmup_fraction=0.0, cooldown_fraction=0.0),
                          distillation=DistillationConfig())
     params = init_params(model_config, jax.random.key(0))
-    pruner = config.pruning.build(params, model_config, 4)
+    task = BertClassification(model_config)
+    pruner = train_lib.make_pruner(params, task, config, 4)
     tx = train_lib.make_optimizer(config, pruner, 4)
-    state = train_lib.create_train_state(params, config, pruner, tx)
-    step_fn = train_lib.make_train_step(model_config, config, pruner, tx)
+    state = train_lib.create_train_state(params, pruner, tx, config.seed)
+    step_fn = train_lib.make_train_step(task.loss_fn(config), pruner, tx)
     batch = dict(_full_batch(train), teacher_logits=jnp.zeros((8, 3), jnp.bfloat16))
     for _ in range(2):  # the first step's learning rate is 0 (warm-up)
         state, metrics = step_fn(state, batch)

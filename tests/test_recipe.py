@@ -345,6 +345,7 @@ def test_a_compacted_model_with_empty_layers_checkpoints_and_resumes_exactly(tmp
 
     import jaxprune.training.loop as fit_lib
     from jaxprune.models.bert import init_params
+    from jaxprune.training.bert import BertClassification
     from tests.test_pipeline import keyword_task, leaves_equal, tiny_config
 
     config = tiny_config(vocab_size=64).replace(heads_per_layer=(3, 0), intermediate_sizes=(40, 0))
@@ -354,10 +355,10 @@ def test_a_compacted_model_with_empty_layers_checkpoints_and_resumes_exactly(tmp
     settings = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
                            distillation=DistillationConfig())
     common = dict(teacher_logits=teacher_logits, fingerprint="ft", checkpoint_every=2)
-    clean = fit_lib.fit(params, config, settings, train, **common)
+    clean = fit_lib.fit(params, BertClassification(config), settings, train, **common)
     folder = str(tmp_path / "checkpoints")
-    fit_lib.fit(params, config, settings, train, checkpoint_dir=folder, stop_after_steps=3, **common)
-    resumed = fit_lib.fit(params, config, settings, train, checkpoint_dir=folder, resume=True, **common)
+    fit_lib.fit(params, BertClassification(config), settings, train, checkpoint_dir=folder, stop_after_steps=3, **common)
+    resumed = fit_lib.fit(params, BertClassification(config), settings, train, checkpoint_dir=folder, resume=True, **common)
     assert resumed.resumed_from_step == 3 and resumed.params["encoder"]["layer_1"]["attention"]["key"]["bias"].shape == (0,)
     assert leaves_equal(resumed.state.params, clean.state.params)
     assert leaves_equal(resumed.state.opt_state, clean.state.opt_state)
