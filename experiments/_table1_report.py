@@ -2,8 +2,9 @@
 to mean and standard deviation, one side-by-side timing of the teacher(s) and every row's
 compacted model (cached in ``<output-dir>/timing.json``), the markdown table, and the figures.
 
-Everything here reads ``runs``: for each row name (in table order), the ``results.json`` of each
-finished student seed (in the order the seeds were given).
+Everything here reads ``runs``: for each row name (in table order), the record
+(:class:`jaxprune.experiment.results.RunResults`) of each finished student seed (in the order the
+seeds were given).
 
 >>> mean_std({0: 0.80, 1: 0.90}, scale=100)
 {'mean': 85.0, 'std': 7.0710678118654755, 'n': 2, 'per_seed': {'0': 80.0, '1': 90.0}}
@@ -16,13 +17,16 @@ import json
 import statistics
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jaxprune.experiment.results import RunResults
 
 TIMING_NAME = "timing.json"
 TIMING_REPEATS = 10
 TIMING_DTYPE = "float32"
 
-Runs = Mapping[str, Mapping[int, dict]]  # row name -> student seed -> that run's results.json
+Runs = Mapping[str, Mapping[int, "RunResults"]]  # row name -> student seed -> that run's record
 Log = Callable[[str], Any]
 
 
@@ -38,7 +42,7 @@ def mean_std(per_seed: Mapping[int, float | None], scale: float = 1.0) -> dict |
             "n": len(numbers), "per_seed": {str(seed): value for seed, value in values.items()}}
 
 
-def _first(runs: Runs) -> dict:
+def _first(runs: Runs) -> RunResults:
     return next(iter(next(iter(runs.values())).values()))
 
 
@@ -48,7 +52,7 @@ def teachers(runs: Runs) -> dict[str, tuple[str, list[str]]]:
     rows_of: dict[str, list[str]] = {}
     for name, by_seed in runs.items():
         for results in by_seed.values():
-            names = rows_of.setdefault(results["teacher"]["source"], [])
+            names = rows_of.setdefault(results.teacher["source"], [])
             if name not in names:
                 names.append(name)
     return {source: ("teacher" if i == 0 else f"teacher of {', '.join(names)}", names)
@@ -60,13 +64,13 @@ def timing_models(runs: Runs) -> dict[str, str]:
     whose model is still saved (the first seed's when none is)."""
     models = {name: source for source, (name, _) in teachers(runs).items()}
     for name, by_seed in runs.items():
-        models[name] = str(by_seed[timed_seed(by_seed)]["compacted_dir"])
+        models[name] = str(by_seed[timed_seed(by_seed)].compacted_dir)
     return models
 
 
 def timed_seed(by_seed: dict) -> int:
     """The seed whose compacted model Table I times: the first whose model is still saved, else the first."""
-    saved = [seed for seed, results in by_seed.items() if (Path(results["compacted_dir"]) / "config.json").is_file()]
+    saved = [seed for seed, results in by_seed.items() if (Path(results.compacted_dir) / "config.json").is_file()]
     return (saved or list(by_seed))[0]
 
 
@@ -83,9 +87,8 @@ def shared_timing(out: Path, runs: Runs, *, time_now: bool, log: Log = print) ->
     shape; otherwise they are all timed again, together, unless ``time_now`` is off. Returns the
     timing restricted to the models it still describes, or None."""
     models = {name: {"path": path, "stamp": _stamp(path)} for name, path in timing_models(runs).items()}
-    recorded = _first(runs)["config"]
-    shape = {"batch_size": recorded["student"]["batch_size"], "seq_length": recorded["max_length"],
-             "dtype": TIMING_DTYPE}
+    recorded = _first(runs).config
+    shape = {"batch_size": recorded.student.batch_size, "seq_length": recorded.max_length, "dtype": TIMING_DTYPE}
     path = out / TIMING_NAME
     cached = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     if cached is not None and all(cached.get(k) == v for k, v in shape.items()):
@@ -110,8 +113,8 @@ def shared_timing(out: Path, runs: Runs, *, time_now: bool, log: Log = print) ->
     return timing
 
 
-def _pieces(results: dict) -> int | None:
-    return (results.get("vocabulary") or {}).get("kept_pieces")
+def _pieces(results: RunResults) -> int | None:
+    return (results.vocabulary or {}).get("kept_pieces")
 
 
 def table_rows(runs: Runs, timing: dict | None = None) -> list[dict]:
@@ -120,19 +123,18 @@ def table_rows(runs: Runs, timing: dict | None = None) -> list[dict]:
     speedup and % decrease against the first teacher in that same timing."""
     if not runs:
         return []
-    first = _first(runs)
-    original = first.get("params_before_vocab_pruning") or first["params_total"]
+    original = _first(runs).params_original
     rows = []
     for source, (name, students) in teachers(runs).items():
-        results = next(r for student in students for r in runs[student].values() if r["teacher"]["source"] == source)
-        seed = results["config"]["teacher"]["seed"]
+        results = next(r for student in students for r in runs[student].values() if r.teacher["source"] == source)
+        seed, params = results.config.teacher.seed, results.compaction.params_before
+        teacher = results.metrics.eval.teacher
         rows.append({
             "name": name, "teacher": True, "teacher_source": source, "sparsity": 0.0, "distill": False,
             "vocabulary": _pieces(results), "seeds": [seed], "n_seeds": 1, "timed_seed": None,
-            "params_m": results["params_total"] / 1e6,
-            "params_reduction_pct": 100 * (1 - results["params_total"] / original), "params_nonzero_m": None,
-            "accuracy_pct": mean_std({seed: results["teacher_accuracy"]}, 100),
-            "macro_f1_pct": mean_std({seed: results["teacher_macro_f1"]}, 100),
+            "params_m": params / 1e6, "params_reduction_pct": 100 * (1 - params / original), "params_nonzero_m": None,
+            "accuracy_pct": mean_std({seed: teacher.accuracy}, 100),
+            "macro_f1_pct": mean_std({seed: teacher.macro_f1}, 100),
             "accuracy_before_finetune_pct": None, "macro_f1_before_finetune_pct": None,
             "kg_co2": None, "encoder_sparsity": 0.0, "transfer": None,
         })
@@ -140,23 +142,29 @@ def table_rows(runs: Runs, timing: dict | None = None) -> list[dict]:
         seed_timed = timed_seed(by_seed)
         timed = by_seed[seed_timed]
 
-        def over_seeds(key: str, scale: float = 1.0) -> dict | None:
-            return mean_std({seed: results.get(key) for seed, results in by_seed.items()}, scale)
+        def over_seeds(value: Callable[[RunResults], float | None], scale: float = 1.0) -> dict | None:
+            return mean_std({seed: value(results) for seed, results in by_seed.items()}, scale)
 
-        params = over_seeds("params_after_compaction")["mean"]
+        def before(value: Callable[[Any], float]) -> Callable[[RunResults], float | None]:
+            return lambda results: None if results.finetune is None else value(results.finetune)
+
+        params = over_seeds(lambda r: r.compaction.params_after)["mean"]
         rows.append({
-            "name": name, "teacher": False, "teacher_source": timed["teacher"]["source"],
-            "sparsity": timed["sparsity"], "distill": timed["distill"], "vocabulary": _pieces(timed),
+            "name": name, "teacher": False, "teacher_source": timed.teacher["source"],
+            "sparsity": timed.config.student.sparsity, "distill": timed.config.student.distills,
+            "vocabulary": _pieces(timed),
             "seeds": list(by_seed), "n_seeds": len(by_seed), "timed_seed": seed_timed,
             # The size after compaction, not a count of non-zeros: a dequantised 4-bit model
             # (e5-small) has exact zeros of its own (about 11M in its embeddings).
             "params_m": params / 1e6, "params_reduction_pct": 100 * (1 - params / original),
-            "params_nonzero_m": over_seeds("params_nonzero")["mean"] / 1e6,
-            "accuracy_pct": over_seeds("accuracy", 100), "macro_f1_pct": over_seeds("macro_f1", 100),
-            "accuracy_before_finetune_pct": over_seeds("accuracy_before_finetune", 100),
-            "macro_f1_before_finetune_pct": over_seeds("macro_f1_before_finetune", 100),
-            "kg_co2": over_seeds("emissions_kg_co2"), "encoder_sparsity": over_seeds("encoder_sparsity")["mean"],
-            "transfer": (timed.get("data") or {}).get("transfer"),
+            "params_nonzero_m": over_seeds(lambda r: r.compaction.params_nonzero)["mean"] / 1e6,
+            "accuracy_pct": over_seeds(lambda r: r.metrics.eval.student.accuracy, 100),
+            "macro_f1_pct": over_seeds(lambda r: r.metrics.eval.student.macro_f1, 100),
+            "accuracy_before_finetune_pct": over_seeds(before(lambda f: f.accuracy_before), 100),
+            "macro_f1_before_finetune_pct": over_seeds(before(lambda f: f.macro_f1_before), 100),
+            "kg_co2": over_seeds(lambda r: r.emissions.kg_co2),
+            "encoder_sparsity": over_seeds(lambda r: r.compaction.encoder_sparsity)["mean"],
+            "transfer": timed.data.get("transfer"),
         })
     times = {name: timed["median_s"] for name, timed in (timing or {}).get("models", {}).items()}
     reference = times.get(rows[0]["name"])
@@ -187,7 +195,7 @@ def markdown(rows: list[dict], runs: Runs, timing: dict | None, command: str) ->
     usual = max(set(timed_seeds), key=timed_seeds.count) if timed_seeds else None
     others = ", ".join(f"{row['name']}: seed {row['timed_seed']}'s" for row in students if row["timed_seed"] != usual)
     timed = f"seed {usual}'s" + (f" ({others}, the first seed with a saved model)" if others else "")
-    original = first.get("params_before_vocab_pruning") or first["params_total"]
+    original = first.params_original
     before = any(row["accuracy_before_finetune_pct"] for row in rows)
     transfer = next((row["transfer"] for row in students if row["transfer"]), None)
     if timing is None:
@@ -202,11 +210,11 @@ def markdown(rows: list[dict], runs: Runs, timing: dict | None, command: str) ->
         "# Table I, reproduced with jaxprune",
         "",
         f"Command: `{command}`  ",
-        f"Date: {datetime.date.today().isoformat()}; model: {first['model']}; data: {first['dataset']} "
-        f"(train {first['split_sizes'].get('train')}, eval {first['split_sizes'].get('eval')}).",
+        f"Date: {datetime.date.today().isoformat()}; model: {first.model}; data: {first.data['source']} "
+        f"(train {first.data['split_sizes'].get('train')}, eval {first.data['split_sizes'].get('eval')}).",
         "",
         f"Student seeds: {', '.join(map(str, seeds))}; teacher and eval split: seed "
-        f"{first['config']['teacher']['seed']} (one teacher per vocabulary, shared by every seed). Accuracy and "
+        f"{first.config.teacher.seed} (one teacher per vocabulary, shared by every seed). Accuracy and "
         "macro-F1 on the eval split: mean ± standard deviation over the seeds (n - 1; the Seeds column "
         "says how many finished).",
         "",
@@ -270,7 +278,7 @@ def figures(rows: list[dict], runs: Runs, out: Path, timing: dict | None) -> lis
     students = [(name, next(iter(by_seed.values()))) for name, by_seed in runs.items()]
     fig, axes = plt.subplots(2, len(students), figsize=(2.2 * len(students) + 1, 5.5), squeeze=False)
     for col, (name, results) in enumerate(students):
-        layers = results["layers"]
+        layers = results.compaction.layers
         for row, (kept, total, title) in enumerate((("heads_kept", "heads", "heads"),
                                                      ("neurons_kept", "neurons", "FFN neurons"))):
             survival = np.array([[layer[kept] / max(layer[total], 1)] for layer in layers])

@@ -31,7 +31,6 @@ its recorded accuracy is:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -125,7 +124,6 @@ def run_eval_split(run_folder: str | os.PathLike, label_names: Sequence[str]) ->
     the run's; the rebuilt split must have the size the run recorded."""
     from jaxprune.experiment.baseline import load_data
     from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig
-    from jaxprune.training.config import TrainConfig
 
     run = Path(run_folder).resolve()
     results_path = run / RESULTS_NAME
@@ -135,30 +133,28 @@ def run_eval_split(run_folder: str | os.PathLike, label_names: Sequence[str]) ->
         raise JaxpruneError(f"--eval-split-of {run_folder} has no {RESULTS_NAME}{hint}")
     try:
         results = json.loads(results_path.read_text(encoding="utf-8"))
-        recorded = dict(results["config"])
-        eval_size = results["split_sizes"]["eval"]
+        config = ExperimentConfig.from_dict(results["config"])
+        eval_size = results["data"]["split_sizes"]["eval"]
         run_labels = tuple(results["data"]["label_names"])
     except (ValueError, KeyError, TypeError):
         raise JaxpruneError(f"{results_path} is not the results.json of a finished experiments/run.py run "
                             f"(no config, split sizes or labels); pass a run's folder") from None
-    if recorded.get("split", "rows") != "distinct-texts":
-        raise JaxpruneError(f"the run in {run_folder} split its file's rows, not its distinct texts (a run made "
-                            f"before duplicates were collapsed): its eval split cannot be rebuilt; pass --data-file")
+    except JaxpruneError as err:
+        raise JaxpruneError(f"{results_path}: {err}; its eval split cannot be rebuilt, pass --data-file") from None
     if tuple(label_names) != run_labels:
         raise JaxpruneError(f"the model's labels {list(label_names)[:12]} are not the run's {list(run_labels)[:12]}; "
                             f"pass a model trained in that run")
-    origin = _run_origin(run, recorded.get("output_dir", ""))
+    origin = _run_origin(run, config.output_dir)
+    found = {}
     for key in ("data_dir", "train_file", "eval_file", "test_file"):
-        if recorded.get(key) is not None:
-            path = Path(recorded[key]) if Path(recorded[key]).is_absolute() else origin / recorded[key]
+        recorded = getattr(config, key)
+        if recorded is not None:
+            path = Path(recorded) if Path(recorded).is_absolute() else origin / recorded
             if not path.exists():
-                raise JaxpruneError(f"the run's {key} {recorded[key]} is not at {path} (where the run was started: "
+                raise JaxpruneError(f"the run's {key} {recorded} is not at {path} (where the run was started: "
                                     f"{origin}); pass --data-file with its data instead")
-            recorded[key] = str(path)
-    fields = {field.name for field in dataclasses.fields(ExperimentConfig)} - {"student", "teacher"}
-    config = ExperimentConfig(student=TrainConfig.from_flat(recorded["student"]),
-                              teacher=TrainConfig.from_flat(recorded["teacher"]),
-                              **{key: value for key, value in recorded.items() if key in fields})
+            found[key] = str(path)
+    config = config.replace(**found)
     splits, info = load_data(config, run_labels)
     if len(splits["eval"]) != eval_size:
         raise JaxpruneError(f"the eval split rebuilt for {run_folder} has {len(splits['eval'])} texts, the run "

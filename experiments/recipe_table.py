@@ -16,7 +16,6 @@ teacher and eval split (the same teacher accuracy), or the table is refused.
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -39,15 +38,20 @@ def read_variant(spec: str) -> tuple[str, dict[int, dict]]:
     files = sorted(Path(folder).glob("seed*/results.json"))
     if not files:
         raise JaxpruneError(f"variant {name!r}: {folder} holds no seed<k>/results.json; pass a folder of finished runs")
-    suffix = "_before_finetune" if part else ""
+    from jaxprune.experiment.results import RunResults
+
     seeds = {}
     for file in files:
-        results = json.loads(file.read_text(encoding="utf-8"))
-        if results.get(f"accuracy{suffix}") is None:
-            raise JaxpruneError(f"{file} has no accuracy{suffix} (a run without fine-tuning); drop ':before'")
-        seed = results["config"]["student"]["seed"]
-        seeds[seed] = {"accuracy": results[f"accuracy{suffix}"], "macro_f1": results[f"macro_f1{suffix}"],
-                       "teacher": results["teacher_accuracy"]}
+        results = RunResults.read(file)
+        scores = results.metrics.eval
+        if part:
+            if results.finetune is None:
+                raise JaxpruneError(f"{file} is a run without fine-tuning (no accuracy before it); drop ':before'")
+            accuracy, macro_f1 = results.finetune.accuracy_before, results.finetune.macro_f1_before
+        else:
+            accuracy, macro_f1 = scores.student.accuracy, scores.student.macro_f1
+        seeds[results.config.student.seed] = {"accuracy": accuracy, "macro_f1": macro_f1,
+                                              "teacher": scores.teacher.accuracy}
     return name, seeds
 
 

@@ -346,7 +346,7 @@ def _run_and_report(args: argparse.Namespace) -> None:
     from jaxprune.experiment import train_and_evaluate
     from jaxprune.experiment.summary import summary_table
 
-    from jaxprune.parallel import initialize_distributed
+    from jaxprune.training.parallel import initialize_distributed
 
     initialize_distributed()  # a multi-process run, when the environment describes one; before JAX starts
     config = build_config(args)
@@ -356,8 +356,8 @@ def _run_and_report(args: argparse.Namespace) -> None:
     print(summary_table(results))
     print(f"results: {os.path.join(config.output_dir, 'results.json')}")
     if args.export_onnx:
-        _export_onnx(results["compacted_dir"], os.path.join(config.output_dir, "onnx", "model.onnx"))
-    print(f"next: python experiments/evaluate.py --model {results['compacted_dir']} --data-file YOUR.csv  "
+        _export_onnx(results.compacted_dir, os.path.join(config.output_dir, "onnx", "model.onnx"))
+    print(f"next: python experiments/evaluate.py --model {results.compacted_dir} --data-file YOUR.csv  "
           f"(score the compacted model on your own labelled CSV)")
     if config.dataset == "offline":
         print("      python experiments/run.py --data-dir MAHANEWS_FOLDER --sparsity 0.25 --distill  (real data; "
@@ -367,7 +367,7 @@ def _run_and_report(args: argparse.Namespace) -> None:
 def _export_onnx(model_dir: str, output: str) -> None:
     from jaxprune.data import OFFLINE_CORPUS, read_table
     from jaxprune.export import export_onnx
-    from jaxprune.parallel import is_primary
+    from jaxprune.training.parallel import is_primary
 
     if not is_primary():
         return

@@ -42,7 +42,8 @@ from experiments.cli_args import (
 )
 from jaxprune.errors import JaxpruneError
 from jaxprune.experiment import presets
-from jaxprune.experiment.config import ExperimentConfig
+from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig
+from jaxprune.experiment.results import RunResults
 from jaxprune.training.config import DistillationConfig
 
 
@@ -143,7 +144,7 @@ def _command(args: argparse.Namespace, config: ExperimentConfig) -> str:
     return "python experiments/run.py " + " ".join(argv)
 
 
-def run_all(args: argparse.Namespace, rows: list[Row]) -> dict[str, dict[int, dict]]:
+def run_all(args: argparse.Namespace, rows: list[Row]) -> dict[str, dict[int, RunResults]]:
     """Run (or, with --report-only, read) every row for every seed, seed by seed, so the first seed's
     table is complete first. Returns each row's finished results by seed."""
     out = Path(args.output_dir)
@@ -152,7 +153,7 @@ def run_all(args: argparse.Namespace, rows: list[Row]) -> dict[str, dict[int, di
             raise JaxpruneError(f"{out / row.name} holds a run of the one-seed layout (results.json in the row's "
                                 f"folder, not in seed<k>/); pass a new `output_dir`")
     base, distill = base_config(args), distillation(args)
-    finished: dict[str, dict[int, dict]] = {row.name: {} for row in rows}
+    finished: dict[str, dict[int, RunResults]] = {row.name: {} for row in rows}
     for seed in args.seeds:
         for row in rows:
             folder = run_folder(out, row, seed)
@@ -166,7 +167,7 @@ def run_all(args: argparse.Namespace, rows: list[Row]) -> dict[str, dict[int, di
                 from jaxprune.experiment import train_and_evaluate
 
                 train_and_evaluate(config)
-            finished[row.name][seed] = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+            finished[row.name][seed] = RunResults.read(folder / RESULTS_NAME)
     return {name: by_seed for name, by_seed in finished.items() if by_seed}
 
 
@@ -278,9 +279,9 @@ def _table(args: argparse.Namespace, rows: list[Row], command: str) -> None:
     (out / "table1.md").write_text(report.markdown(table, runs, timing, command), encoding="utf-8")
     first = next(iter(next(iter(runs.values())).values()))
     summary = {
-        "command": command, "date": datetime.date.today().isoformat(), "model": first["model"],
-        "dataset": first["dataset"], "split_sizes": first["split_sizes"], "seeds": args.seeds,
-        "teacher_seed": first["config"]["teacher"]["seed"],
+        "command": command, "date": datetime.date.today().isoformat(), "model": first.model,
+        "dataset": first.data["source"], "split_sizes": first.data["split_sizes"], "seeds": args.seeds,
+        "teacher_seed": first.config.teacher.seed,
         "timing": None if timing is None else {"file": report.TIMING_NAME, **{
             key: timing[key] for key in ("device", "batch_size", "seq_length", "dtype", "repeats", "date")
             if key in timing}},

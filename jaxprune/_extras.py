@@ -55,8 +55,7 @@ def missing_extra(module: str, extra: str, *imports: str) -> str | None:
     absent = [name for name in imports or EXTRAS[extra] if not _installed(name)]
     if not absent:
         return None
-    named = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
-    return (f"{module} needs the [{extra}] extra ({named} not installed): "
+    return (f"{module} needs the [{extra}] extra ({', '.join(absent)} not installed): "
             f'pip install "jaxprune[{extra}]", or pip install -e ".[{extra}]" in a checkout')
 
 

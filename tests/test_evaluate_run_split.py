@@ -49,8 +49,7 @@ def finished_run(tmp_path) -> tuple[Path, ExperimentConfig]:
     splits, info = load_data(_config(str(data)), None)
     run = tmp_path / "code" / RUN
     run.mkdir(parents=True)
-    results = {"config": config.to_dict(), "split_sizes": {k: len(v) for k, v in splits.items()},
-               "data": info.to_dict(), "accuracy": 0.5}
+    results = {"config": config.to_dict(), "data": info.to_dict()}  # what --eval-split-of reads of results.json
     (run / "results.json").write_text(json.dumps(results, default=str), encoding="utf-8")
     return run, _config(str(data))
 
@@ -107,7 +106,7 @@ def test_a_run_split_that_cannot_be_rebuilt_is_a_one_line_error(finished_run, cl
     assert "one of the arguments --data-file --eval-split-of is required" in capsys.readouterr().err
 
     results = json.loads((run / "results.json").read_text(encoding="utf-8"))
-    results["split_sizes"]["eval"] += 1
+    results["data"]["split_sizes"]["eval"] += 1
     (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
     assert "the run recorded" in _error(main, [*model, "--eval-split-of", str(run)], capsys)
 
@@ -116,11 +115,13 @@ def test_a_run_split_that_cannot_be_rebuilt_is_a_one_line_error(finished_run, cl
     assert "are not the run's ['Auto', 'Crime', 'Tech']" in _error(main, [*model, "--eval-split-of", str(run)], capsys)
 
     results["data"]["label_names"] = list(LABELS)
-    results["config"]["split"] = "rows"
+    results["data"]["split_sizes"]["eval"] -= 1
+    results["config"]["split"] = "rows"  # a run of another version: a setting this one does not have
     (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    assert "cannot be rebuilt" in _error(main, [*model, "--eval-split-of", str(run)], capsys)
+    error = _error(main, [*model, "--eval-split-of", str(run)], capsys)
+    assert "another version of jaxprune" in error and "cannot be rebuilt" in error
 
-    results["config"]["split"] = "distinct-texts"
+    del results["config"]["split"]
     (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
     shutil.rmtree(tmp_path / "data")
     assert "the run's data_dir ../data/shc is not at" in _error(main, [*model, "--eval-split-of", str(run)], capsys)

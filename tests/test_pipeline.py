@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from jaxprune.models.config import BertConfig
 from jaxprune.training.losses import cross_entropy, distillation_loss
 from jaxprune.errors import JaxpruneError
 from jaxprune.experiment import ExperimentConfig, train_and_evaluate
+from jaxprune.experiment.results import RunResults
 from jaxprune.models.loading import from_pretrained, load_tokenizer, save_pretrained
 from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
 
@@ -32,11 +34,6 @@ TOPICS = {
     "Business": ("शेअर बाजाराने", "बँकेने", "कंपनीने", "व्यापाऱ्यांनी"),
 }
 EVENTS = ("आज मोठी घोषणा केली", "नवा विक्रम केला")
-REQUIRED_KEYS = (
-    "model", "dataset", "sparsity", "distill", "method", "precision", "params_total", "params_nonzero",
-    "encoder_sparsity", "teacher_accuracy", "accuracy", "macro_f1", "train_seconds", "emissions_kg_co2",
-    "energy_kwh", "config", "params_before_compaction", "params_after_compaction", "compacted_dir", "speedup",
-)  # fmt: skip
 
 
 def tiny_config(vocab_size: int = 30522, labels=("LABEL_0", "LABEL_1", "LABEL_2"), dropout: float = 0.1):
@@ -146,26 +143,30 @@ def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_di
     )
     returned = train_and_evaluate(config, log=lambda message: None)
 
-    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
-    assert results == json.loads(json.dumps(returned))
-    assert not [key for key in REQUIRED_KEYS if key not in results]
-    assert results["sparsity"] == 0.5 and results["distill"] is True and results["method"] == "topk"
-    assert results["precision"] == "float32"
-    assert abs(results["encoder_sparsity"] - 0.5) < 0.1
-    assert 0 < results["params_nonzero"] < results["params_total"]
-    for key in ("teacher_accuracy", "accuracy", "macro_f1"):
-        assert 0.0 <= results[key] <= 1.0
-    assert results["split_sizes"] == {"train": 18, "eval": 6}
-    assert results["train_seconds"] > 0
-    for key in ("emissions_kg_co2", "energy_kwh"):  # None only when CodeCarbon failed, with the reason
-        assert results[key] is None and results["emissions_error"] or results[key] >= 0
-    assert results["params_after_compaction"] < results["params_before_compaction"]
-    assert results["speedup"]["speedup"] > 0 and results["speedup"]["repeats"] == 2
-    assert results["config"]["student"]["sparsity"] == 0.5
+    written = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert written == returned.to_json() and RunResults.from_json(written).to_json() == written
+    assert written["config"]["student"]["pruning"]["sparsity"] == 0.5 and written["config"]["student"]["distillation"]
+    results, compaction, timing = returned, returned.compaction, returned.timing
+    assert abs(compaction.encoder_sparsity - 0.5) < 0.1
+    assert 0 < compaction.params_nonzero < compaction.params_before
+    scores = results.metrics.eval
+    for value in (scores.teacher.accuracy, scores.student.accuracy, scores.student.macro_f1):
+        assert 0.0 <= value <= 1.0
+    assert results.metrics.test is None and results.data["split_sizes"] == {"train": 18, "eval": 6}
+    assert results.training.steps >= 3 and math.isfinite(results.training.final_loss)  # 18 examples, batch 8
+    # Each part is timed inside the whole run; no fine-tuning was asked, so it has no time.
+    parts = (timing.train_seconds, timing.teacher_logits_seconds)
+    assert all(math.isfinite(seconds) and seconds >= 0 for seconds in parts)
+    assert sum(parts) < timing.run_seconds and timing.finetune_seconds is timing.transfer_logits_seconds is None
+    emissions = results.emissions
+    for value in (emissions.kg_co2, emissions.energy_kwh):  # None only when CodeCarbon failed, with the reason
+        assert value is None and emissions.error or value >= 0
+    assert compaction.params_after < compaction.params_before
+    assert timing.inference["speedup"] > 0 and timing.inference["repeats"] == 2
     assert (tmp_path / "teachers").is_dir()
 
     # The compacted model is smaller and computes what the pruned model computes.
-    compacted, pruned = Path(results["compacted_dir"]), Path(results["pruned_dir"])
+    compacted, pruned = Path(results.compacted_dir), Path(results.pruned_dir)
     compact_config = BertConfig.load(compacted)
     assert not compact_config.is_uniform
     assert compact_config.label_names == ("Business", "Politics", "Sports")
@@ -185,20 +186,20 @@ def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_di
     timed = saved_models.main([str(tmp_path / "run"), str(tmp_path / "not-a-run"), "--batch-size", "2",
                                "--length", "16", "--repeats", "2", "--out", str(tmp_path / "bench")])
     (row,) = timed["rows"]
-    assert row["compacted_params"] == results["params_after_compaction"] < row["dense_params"]
+    assert row["compacted_params"] == compaction.params_after < row["dense_params"]
     assert row["speedup"] > 0 and timed["skipped"] == [str(tmp_path / "not-a-run")]
     assert len(list((tmp_path / "bench").glob("saved_models_cpu_*.md"))) == 1
     with pytest.raises(JaxpruneError, match="has a compacted/ folder"):
         saved_models.main([str(tmp_path / "not-a-run")])
 
     # A finished run is not redone, and not overwritten.
-    assert train_and_evaluate(dataclass_replace(config, resume=True), log=lambda m: None) == results
+    assert train_and_evaluate(dataclass_replace(config, resume=True), log=lambda m: None).to_json() == written
     with pytest.raises(JaxpruneError, match="already holds a finished run"):
         train_and_evaluate(config, log=lambda message: None)
     # --resume with other settings does not pass the old run off as the new one.
     other = dataclass_replace(config, resume=True, speed_repeats=3,
                               student=config.student.replace(pruning=PruningConfig(sparsity=0.75)))
-    with pytest.raises(JaxpruneError, match=r"other settings \(student.sparsity: 0.5 -> 0.75\)"):
+    with pytest.raises(JaxpruneError, match=r"other settings \(student.pruning.sparsity: 0.5 -> 0.75\)"):
         train_and_evaluate(other, log=lambda message: None)
 
 
@@ -276,18 +277,18 @@ def _resume_setup():
     config = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
                          pruning=PruningConfig(sparsity=0.5, warmup_fraction=0.0, cooldown_fraction=0.0),
                          distillation=DistillationConfig())
-    return params, BertClassification(model_config), config, train, teacher_logits
+    return params, model_config, config, train, teacher_logits
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
-    params, task, config, train, teacher_logits = _resume_setup()
+    params, model_config, config, train, teacher_logits = _resume_setup()
     common = dict(teacher_logits=teacher_logits, fingerprint="run-a")
-    full = fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits)
+    full = fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits)
 
     folder = str(tmp_path / "checkpoints")
-    first = fit_lib.fit(params, task, config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
+    first = fit_lib.fit(params, BertClassification(model_config), config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
     assert int(first.state.step) == 4 and len(first.history) == 4  # stopped mid-epoch 2
-    second = fit_lib.fit(params, task, config, train, checkpoint_dir=folder, resume=True, **common)
+    second = fit_lib.fit(params, BertClassification(model_config), config, train, checkpoint_dir=folder, resume=True, **common)
 
     assert second.resumed_from_step == 4 and int(second.state.step) == full.total_steps == 6
     assert leaves_equal(second.state.params, full.state.params)
@@ -300,16 +301,16 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
-    params, task, config, train, teacher_logits = _resume_setup()
+    params, model_config, config, train, teacher_logits = _resume_setup()
     folder = str(tmp_path / "checkpoints")
-    fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+    fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
         fingerprint="run-a", stop_after_steps=0)  # a checkpoint of the initial state, nothing compiled
 
     with pytest.raises(JaxpruneError, match="other settings"):
-        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-b", resume=True)
     with pytest.raises(JaxpruneError, match="`resume=True`"):
-        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-a")
 
 
@@ -343,8 +344,7 @@ def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape
     train = two_bucket_task(32)  # 16 rows of each length: 2 batches of 8 per bucket
     config = TrainConfig(epochs=3, batch_size=8,
                          pruning=PruningConfig(sparsity=0.75, warmup_fraction=0.25, cooldown_fraction=0.25))
-    params = init_params(model_config, jax.random.key(0))
-    result = fit_lib.fit(params, BertClassification(model_config), config, train)
+    result = fit_lib.fit(init_params(model_config, jax.random.key(0)), BertClassification(model_config), config, train)
 
     total = result.total_steps
     assert total == 12
@@ -416,7 +416,7 @@ def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_
     assert (tmp_path / "run" / "onnx" / "tokenizer.json").is_file()
     results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
     assert results["teacher"]["reused"] is True and results["pooling"] == "mean"
-    assert results["teacher_accuracy"] == baseline["accuracy"]
+    assert results["metrics"]["eval"]["teacher"]["accuracy"] == baseline["accuracy"]
     ids = np.array([[10, 25, 31, 0, 0, 0, 0, 0], [12, 40, 22, 51, 33, 0, 0, 0]])
     for name in ("pruned", "compacted"):
         _, config = from_pretrained(tmp_path / "run" / name)
@@ -440,17 +440,18 @@ def test_run_with_a_pruned_vocabulary_exports_it(tmp_path, tiny_model_folder, ti
              "--prune-vocab", "--vocab-corpus", str(extra), "--finetune-epochs", "0"]  # compacted/ == pruned/
     assert repo_script("experiments/run.py").main(flags) == 0
     out = capsys.readouterr().out
-    results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
-    vocabulary = results["vocabulary"]
-    assert results["vocabulary_pruned"] is True and results["config"]["prune_vocab"] is True
-    assert vocabulary["corpus_texts"] == results["split_sizes"]["train"] + 2  # training split + 2 lines
-    assert results["kept_pieces"] == vocabulary["kept_pieces"] < 30522
+    results = RunResults.read(tmp_path / "run" / "results.json")
+    vocabulary = results.vocabulary
+    assert vocabulary is not None and results.config.prune_vocab is True
+    assert vocabulary["corpus_texts"] == results.data["split_sizes"]["train"] + 2  # training split + 2 lines
+    assert vocabulary["kept_pieces"] < 30522
     hidden = BertConfig.load(tiny_model_folder).hidden_size
-    assert (results["params_before_vocab_pruning"] - results["params_after_vocab_pruning"]
+    assert (results.params_original - results.compaction.params_before
             == (30522 - vocabulary["kept_pieces"]) * hidden)
-    assert results["params_after_vocab_pruning"] == results["params_total"] > results["params_after_compaction"]
-    assert 0.0 <= results["eval_fallback_rate"] <= 1.0 and "vocabulary" in out and "pieces kept" in out
-    teacher_folder = Path(results["teacher"]["source"])
+    assert results.compaction.params_before > results.compaction.params_after
+    fallback = vocabulary["eval_fallback"]["texts_changed_fraction"]
+    assert 0.0 <= fallback <= 1.0 and "vocabulary" in out and "pieces kept" in out
+    teacher_folder = Path(results.teacher["source"])
     assert BertConfig.load(teacher_folder).vocab_size == vocabulary["kept_pieces"]  # fine-tuned small
 
     texts = ["क्रिकेट संघाने नवा विक्रम केला", "zebra quantum बँकेने"]
@@ -485,11 +486,11 @@ def test_a_ready_classifier_keeps_its_head_through_vocabulary_pruning(tmp_path, 
         prune_vocab=True,
     )
     results = train_and_evaluate(experiment, log=lambda message: None)
-    assert results["teacher"]["fine_tuned"] is False
-    pruned_folder = Path(results["teacher"]["source"])
+    assert results.teacher["fine_tuned"] is False
+    pruned_folder = Path(results.teacher["source"])
     assert pruned_folder.parent == tmp_path / "teachers" and pruned_folder.name.startswith("vocab-")
     assert BertConfig.load(pruned_folder).label_names == labels
-    assert results["kept_pieces"] == BertConfig.load(pruned_folder).vocab_size < 30522
+    assert results.vocabulary["kept_pieces"] == BertConfig.load(pruned_folder).vocab_size < 30522
 
     texts = [f"{subject} {event}" for subjects in TOPICS.values() for subject in subjects for event in EVENTS]
     logits = {}

@@ -151,15 +151,19 @@ def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_f
     config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file)
     results = train_and_evaluate(config, log=lambda message: None)
 
-    assert results["data"]["transfer"] == {"file": str(transfer_file), "read": 13, "dropped": 2,
-                                           "dropped_eval_test": 1, "duplicates": 1, "repaired": 0, "used": 11}
-    finetune = results["finetune"]
+    assert results.data["transfer"] == {"file": str(transfer_file), "read": 13, "dropped": 2,
+                                        "dropped_eval_test": 1, "duplicates": 1, "repaired": 0, "used": 11}
+    finetune = results.finetune
     # 18 training texts + 11 transfer texts, one bucket, batches of 8: 4 steps an epoch.
-    assert finetune["examples_per_epoch"] == 29 and finetune["steps"] == 2 * 4
-    assert finetune["logits_reused"] is False and Path(finetune["logits_file"]).is_file()
-    assert np.load(finetune["logits_file"]).shape == (11, 3)
-    assert 0.0 <= results["accuracy_before_finetune"] <= 1.0
-    assert results["train_steps"] == 3  # the pruning phase saw the labelled texts only
+    assert finetune.examples_per_epoch == 29 and finetune.steps == 2 * 4
+    assert finetune.transfer_logits_reused is False and Path(finetune.transfer_logits_file).is_file()
+    assert np.load(finetune.transfer_logits_file).shape == (11, 3)
+    assert 0.0 <= finetune.accuracy_before <= 1.0
+    assert results.training.steps == 3  # the pruning phase saw the labelled texts only
+    # Fine-tuning and the transfer logits are timed inside the run, after the pruning.
+    timing = results.timing
+    assert 0 <= timing.transfer_logits_seconds and 0 < timing.finetune_seconds
+    assert timing.train_seconds + timing.finetune_seconds + timing.transfer_logits_seconds < timing.run_seconds
     assert not (tmp_path / "run" / "checkpoints-finetune").exists()
     written = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
     assert written["finetune"]["steps"] == 8
@@ -167,13 +171,14 @@ def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_f
 
     summary = summary_table(results)
     assert "11 texts used of 13 read (1 equal to eval/test texts and 1 repeats dropped)" in summary
-    assert f"eval accuracy {results['accuracy_before_finetune']:.4f} before, {results['accuracy']:.4f} after" in summary
+    after = results.metrics.eval.student.accuracy
+    assert f"eval accuracy {finetune.accuracy_before:.4f} before, {after:.4f} after" in summary
 
     # The compacted folder holds the fine-tuned student: it differs from the masked one before it.
     from jaxprune.models.loading import from_pretrained
 
-    compacted, compact_config = from_pretrained(results["compacted_dir"])
-    pruned, _ = from_pretrained(results["pruned_dir"])
+    compacted, compact_config = from_pretrained(results.compacted_dir)
+    pruned, _ = from_pretrained(results.pruned_dir)
     assert compact_config.num_labels == 3
     head = "classifier"
     assert not np.allclose(np.asarray(compacted[head]["kernel"]), np.asarray(pruned[head]["kernel"]))
@@ -181,8 +186,8 @@ def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_f
     # Another run of the same teacher and texts reuses the cached transfer logits.
     again = train_and_evaluate(recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "again"),
                                log=lambda message: None)
-    assert again["finetune"]["logits_reused"] is True
-    assert again["finetune"]["logits_file"] == finetune["logits_file"]
+    assert again.finetune.transfer_logits_reused is True
+    assert again.finetune.transfer_logits_file == finetune.transfer_logits_file
 
 
 def test_a_pruned_student_is_fine_tuned_again_without_pruning(tmp_path, tiny_model_folder, tiny_data_dir):
@@ -192,31 +197,33 @@ def test_a_pruned_student_is_fine_tuned_again_without_pruning(tmp_path, tiny_mod
                                log=lambda message: None)
     lines = []
     config = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "again")
-    again = train_and_evaluate(config.replace(student_from=first["pruned_dir"]), log=lines.append)
-    assert any(line.startswith(f"student: the pruned student in {first['pruned_dir']}") for line in lines)
-    assert again["train_steps"] == 0 and again["config"]["student_from"] == first["pruned_dir"]
+    again = train_and_evaluate(config.replace(student_from=first.pruned_dir), log=lines.append)
+    assert any(line.startswith(f"student: the pruned student in {first.pruned_dir}") for line in lines)
+    assert again.training.steps == 0 and again.config.student_from == first.pruned_dir
     # The same student, fine-tuned the same way: the same figures, bit for bit.
-    for key in ("accuracy_before_finetune", "macro_f1_before_finetune", "accuracy", "macro_f1", "params_nonzero",
-                "params_after_compaction"):
-        assert again[key] == first[key], key
-    assert again["finetune"]["final_loss"] == first["finetune"]["final_loss"]
+    assert again.metrics.eval.student == first.metrics.eval.student
+    assert (again.finetune.accuracy_before, again.finetune.macro_f1_before) == (first.finetune.accuracy_before,
+                                                                              first.finetune.macro_f1_before)
+    assert again.compaction.params_nonzero == first.compaction.params_nonzero
+    assert again.compaction.params_after == first.compaction.params_after
+    assert again.finetune.final_loss == first.finetune.final_loss
     # Other fine-tuning settings from the same student: the same start, another end.
     other = recipe_config(tmp_path, tiny_model_folder, tiny_data_dir, transfer_file, "other").replace(
-        student_from=first["pruned_dir"], finetune_epochs=1)
+        student_from=first.pruned_dir, finetune_epochs=1)
     changed = train_and_evaluate(other, log=lambda message: None)
-    assert changed["accuracy_before_finetune"] == first["accuracy_before_finetune"]
-    assert changed["finetune"]["steps"] == first["finetune"]["steps"] // 2
+    assert changed.finetune.accuracy_before == first.finetune.accuracy_before
+    assert changed.finetune.steps == first.finetune.steps // 2
 
     # A student of another shape or sparsity is refused before anything is trained.
-    for folder, sparsity, fragment in ((first["compacted_dir"], 0.5, "was not pruned from this run's teacher"),
-                                       (first["pruned_dir"], 0.9, "sparse but this run's sparsity is 0.9")):
+    for folder, sparsity, fragment in ((first.compacted_dir, 0.5, "was not pruned from this run's teacher"),
+                                       (first.pruned_dir, 0.9, "sparse but this run's sparsity is 0.9")):
         bad = config.replace(student_from=folder, output_dir=str(tmp_path / "bad"),
                              student=config.student.replace(pruning=PruningConfig(sparsity=sparsity)))
         with pytest.raises(JaxpruneError, match=fragment):
             train_and_evaluate(bad, log=lambda message: None)
         assert not (tmp_path / "bad").exists()
     with pytest.raises(JaxpruneError, match="needs|only fine-tuning is left"):
-        config.replace(student_from=first["pruned_dir"], finetune_epochs=0)
+        config.replace(student_from=first.pruned_dir, finetune_epochs=0)
 
 
 def test_run_py_says_what_is_wrong_with_student_from(tmp_path, repo_script, capsys):
@@ -239,8 +246,8 @@ def test_the_fine_tuning_rule_skips_fine_tuning_and_the_transfer_set_below_its_s
     lines = []
     results = train_and_evaluate(config, log=lines.append)
     assert "fine-tuning after compaction: off at sparsity 0.5 and no transfer set" in "\n".join(lines)
-    assert results["finetune"] is None and results["accuracy_before_finetune"] is None
-    assert results["config"]["finetune_epochs"] == 0 and results["data"]["transfer"] is None
+    assert results.finetune is None and results.timing.finetune_seconds is None
+    assert results.config.finetune_epochs == 0 and results.data["transfer"] is None
     assert not any(line.startswith("transfer set:") for line in lines)  # not even read
     # At or above it the run fine-tunes, with the transfer set.
     at = config.replace(finetune_from_sparsity=0.5, output_dir=str(tmp_path / "at"))
@@ -300,13 +307,13 @@ def test_layer_distillation_through_pruning_and_fine_tuning(tmp_path, tiny_model
     config = config.replace(student=config.student.replace(
         distillation=dataclasses.replace(config.student.distillation, layer_weight=1.0)))
     results = train_and_evaluate(config, log=lambda message: None)
-    assert results["config"]["student"]["layer_weight"] == 1.0
+    assert results.config.student.distillation.layer_weight == 1.0
     # Both phases ran; the compacted (narrower) student distilled its layers from the full teacher.
-    assert results["train_steps"] == 3 and results["finetune"]["steps"] == 2 * 3  # 18 + 5 texts, batches of 8
-    assert results["finetune"]["final_loss"] is not None and np.isfinite(results["finetune"]["final_loss"])
+    assert results.training.steps == 3 and results.finetune.steps == 2 * 3  # 18 + 5 texts, batches of 8
+    assert results.finetune.final_loss is not None and np.isfinite(results.finetune.final_loss)
     from jaxprune.models.loading import from_pretrained
 
-    params, _ = from_pretrained(results["compacted_dir"])
+    params, _ = from_pretrained(results.compacted_dir)
     assert set(params) == {"classifier", "embeddings", "encoder", "pooler"}  # no layer maps in the model
 
 
@@ -332,10 +339,10 @@ def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path
     assert any((tmp_path / "cut" / "checkpoints-finetune").iterdir())  # kept for --resume
     monkeypatch.setattr(finetune_lib, "fit", real_fit)
     resumed = train_and_evaluate(config.replace(resume=True), log=lambda message: None)
-    assert resumed["finetune"]["resumed_from_step"] == 3
-    for key in ("accuracy_before_finetune", "accuracy", "macro_f1"):
-        assert resumed[key] == clean[key]
-    assert resumed["finetune"]["final_loss"] == pytest.approx(clean["finetune"]["final_loss"], abs=0)
+    assert resumed.finetune.resumed_from_step == 3
+    assert resumed.finetune.accuracy_before == clean.finetune.accuracy_before
+    assert resumed.metrics.eval.student == clean.metrics.eval.student
+    assert resumed.finetune.final_loss == pytest.approx(clean.finetune.final_loss, abs=0)
 
 
 def test_a_compacted_model_with_empty_layers_checkpoints_and_resumes_exactly(tmp_path):

@@ -6,16 +6,15 @@ import json
 
 import pytest
 
+from tests.test_table1 import _results
+
 
 def write_runs(folder, accuracies, teacher=0.8, before=None):
     for seed, accuracy in accuracies.items():
         run = folder / f"seed{seed}"
         run.mkdir(parents=True)
-        results = {"accuracy": accuracy, "macro_f1": accuracy - 0.1, "teacher_accuracy": teacher,
-                   "accuracy_before_finetune": None if before is None else before[seed],
-                   "macro_f1_before_finetune": None if before is None else before[seed] - 0.1,
-                   "config": {"student": {"seed": seed}}}
-        (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
+        results = _results(accuracy, seed=seed, teacher_accuracy=teacher, before=None if before is None else before[seed])
+        (run / "results.json").write_text(json.dumps(results.to_json()), encoding="utf-8")
     return folder
 
 
@@ -52,8 +51,12 @@ def test_only_shared_seeds_are_paired(tmp_path, repo_script, capsys):
      "2 teachers"),
     (lambda tmp: [f"a={write_runs(tmp / 'a', {0: 0.7})}:before"], "drop ':before'"),
     (lambda tmp: [f"a={write_runs(tmp / 'a', {0: 0.7})}", "--reference", "zz"], "is not one of the variants"),
+    (lambda tmp: [f"a={tmp / 'old'}"], "is not the results.json of a run of this jaxprune version"),
 ])
 def test_bad_variants_are_one_line_errors(tmp_path, repo_script, capsys, make, fragment):
+    (tmp_path / "old" / "seed0").mkdir(parents=True)  # a run of another version: settings flat, scores at the top
+    (tmp_path / "old" / "seed0" / "results.json").write_text(json.dumps(
+        {"accuracy": 0.7, "teacher_accuracy": 0.8, "config": {"student": {"seed": 0, "sparsity": 0.5}}}))
     assert repo_script("experiments/recipe_table.py").main(make(tmp_path)) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("error: ") and fragment in line

@@ -56,13 +56,14 @@ def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model_f
                      "--resume"]) == 0
     printed = capsys.readouterr().out
     results = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
-    data = results["data"]
+    data, test = results["data"], results["metrics"]["test"]
     assert data["label_names"] == ["-1", "0", "1"]  # integer labels in numeric order
     assert data["duplicate_rows"] == 2 and data["overlap"] == {"eval": 1, "test": 0}
-    assert results["split_sizes"] == {"train": 27, "eval": 14, "test": 13}
-    for key in ("test_accuracy", "test_macro_f1", "teacher_test_accuracy", "test_majority_class_accuracy"):
-        assert 0.0 <= results[key] <= 1.0
-    assert set(results["test_per_class_f1"]) <= {"-1", "0", "1"}
+    assert data["split_sizes"] == {"train": 27, "eval": 14, "test": 13}
+    for value in (test["student"]["accuracy"], test["student"]["macro_f1"], test["teacher"]["accuracy"],
+                  test["teacher"]["macro_f1"], test["majority_class_accuracy"]):
+        assert 0.0 <= value <= 1.0
+    assert set(test["student"]["per_class_f1"]) == set(test["teacher"]["per_class_f1"]) == {"-1", "0", "1"}
     assert "no checkpoint to resume from; starting a new run" in printed
     assert "accuracy (test)" in printed and "always the majority class" in printed
     assert any(line.startswith("compacted model") and results["compacted_dir"] in line for line in printed.splitlines())
@@ -75,7 +76,7 @@ def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model_f
     assert evaluate.main(["--model", results["compacted_dir"], "--data-file", str(sentiment_files["test"]),
                           "--text-column", "comment", "--label-column", "stars", "--max-length", "16"]) == 0
     scored = json.loads((Path(results["compacted_dir"]) / "eval_reviews_test.json").read_text(encoding="utf-8"))
-    assert scored["n"] == 13 and scored["accuracy"] == pytest.approx(results["test_accuracy"])
+    assert scored["n"] == 13 and scored["accuracy"] == pytest.approx(test["student"]["accuracy"])
     assert evaluate.main(["--model", results["compacted_dir"], "--data-file", str(sentiment_files["test"])]) == 2
     assert "--text-column" in capsys.readouterr().err  # "comment" is no usual text column name
 
@@ -127,20 +128,22 @@ def test_column_flag_help_names_the_columns_the_loader_finds(repo_script):
         assert tuple(listed) == names
 
 
-def test_resume_refuses_a_run_made_before_duplicates_were_collapsed(tmp_path):
+def test_resume_refuses_a_run_of_another_version_in_one_line(tmp_path):
     from jaxprune.errors import JaxpruneError
     from jaxprune.experiment import ExperimentConfig, train_and_evaluate
 
     config = ExperimentConfig(output_dir=str(tmp_path / "run"), teacher_cache=str(tmp_path / "teachers"), resume=True)
-    old = config.to_dict()  # as results.json records it
-    del old["split"]  # results.json of a run made before the setting existed
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "results.json").write_text(json.dumps({"config": old}), encoding="utf-8")
-    with pytest.raises(JaxpruneError, match="made before duplicate texts were collapsed"):
+    results = tmp_path / "run" / "results.json"
+    results.parent.mkdir()
+    other = {**config.to_dict(), "split": "rows"}  # a setting this version does not have
+    results.write_text(json.dumps({"config": other}), encoding="utf-8")
+    with pytest.raises(JaxpruneError, match=r"other settings \(split: 'rows' -> None\)") as refused:
         train_and_evaluate(config, log=lambda message: None)
-    old["split"] = "distinct-texts"
-    (tmp_path / "run" / "results.json").write_text(json.dumps({"config": old}), encoding="utf-8")
-    assert train_and_evaluate(config, log=lambda message: None) == json.loads(json.dumps({"config": old}))
+    # The same settings, but not this version's record (its scores at the top): not passed off as this run.
+    results.write_text(json.dumps({"config": config.to_dict(), "accuracy": 0.9}), encoding="utf-8")
+    with pytest.raises(JaxpruneError, match="is not the results.json of a run of this jaxprune version") as unread:
+        train_and_evaluate(config, log=lambda message: None)
+    assert "\n" not in str(refused.value) + str(unread.value)
 
 
 def test_toy_sentiment_task_loads_with_its_duplicates_and_overlap(tmp_path, repo_script, capsys):

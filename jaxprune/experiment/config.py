@@ -1,5 +1,6 @@
 """What one experiment is: :class:`ExperimentConfig`, its settings as recorded in
-``results.json``, and the fingerprint that keeps runs with other settings apart.
+``results.json``, and the fingerprint that keeps runs with other settings apart
+(:func:`stable_hash`, which also names the teacher cache's entries).
 
 The presets (``demo``, ``experiment``, ``paper``) that fill it in are in
 :mod:`jaxprune.experiment.presets`.
@@ -14,7 +15,7 @@ import os
 from typing import Any, Literal
 
 from jaxprune.errors import JaxpruneError
-from jaxprune.training.config import OptimizerConfig, PruningConfig, TrainConfig
+from jaxprune.training.config import DistillationConfig, OptimizerConfig, PruningConfig, TrainConfig
 
 PAPER_MODEL = "l3cube-pune/marathi-topic-all-doc-v2"
 RESULTS_NAME = "results.json"
@@ -75,9 +76,6 @@ class ExperimentConfig:
     finetune_from_sparsity: float = 0.0
     min_steps: int = 0
     eval_fraction: float = 0.2
-    # How a lone file is split; recorded so that resuming never mixes runs split otherwise
-    # (runs made before duplicates were collapsed read back as "rows").
-    split: str = "distinct-texts"
     max_length: int = 128
     output_dir: str = "runs/default"
     teacher_cache: str = os.path.join("runs", "teachers")
@@ -114,14 +112,23 @@ class ExperimentConfig:
 
     def fingerprint(self) -> str:
         """Identifies the run's settings (not where it writes, nor whether it resumes)."""
-        return fingerprint(settings(self.to_dict()))
+        return stable_hash(settings(self.to_dict()))
 
     def to_dict(self) -> dict[str, Any]:
-        """The settings as written to ``results.json["config"]``: the training configs flat
-        (:meth:`TrainConfig.flat`), as every run has recorded them."""
-        out = dataclasses.asdict(self)
-        out["student"], out["teacher"] = self.student.flat(), self.teacher.flat()
-        return out
+        """The settings as written to ``results.json["config"]``, nested as the configs are
+        (a training config's unused ``pruning`` or ``distillation`` is ``None``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ExperimentConfig:
+        """The config :meth:`to_dict` gave ``values``; a setting this version does not know is
+        an error (missing ones take their defaults)."""
+        try:
+            training = {role: _train_config(values[role]) for role in ("student", "teacher") if role in values}
+            return cls(**{**values, **training})
+        except TypeError as err:
+            raise JaxpruneError(f"the recorded settings are not this version's ({err}); they were written by "
+                                f"another version of jaxprune") from None
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         return dataclasses.replace(self, **changes)
@@ -154,10 +161,17 @@ class ExperimentConfig:
                                    teacher=raised(self.teacher) if teacher else self.teacher)
 
 
+def _train_config(values: dict[str, Any]) -> TrainConfig:
+    """A :class:`TrainConfig` from its nested dict (``dataclasses.asdict``)."""
+    parts = {"optimizer": OptimizerConfig, "pruning": PruningConfig, "distillation": DistillationConfig}
+    built = {name: None if values.get(name) is None else kind(**values[name])
+             for name, kind in parts.items() if name in values}
+    return TrainConfig(**{**values, **built})
+
+
 # Where a run writes, whether it resumes and how it is timed or checkpointed do not
 # change what it computes, so they are left out of its fingerprint; nor do min_steps and
-# finetune_from_sparsity, whose effect is the epochs they resolve to (recorded), so runs made before
-# they existed still match.
+# finetune_from_sparsity, whose effect is the epochs they resolve to (recorded).
 _NOT_SETTINGS = ("output_dir", "resume", "teacher_cache", "speed_repeats", "checkpoint_every", "keep_checkpoints",
                  "shard_params",  # sharding changes float32 reduction order only
                  "min_steps", "finetune_from_sparsity")
@@ -171,9 +185,14 @@ def settings(config: dict[str, Any]) -> dict[str, Any]:
                                  sort_keys=True, default=str))
 
 
-def fingerprint(settings: dict[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of ``settings`` as sorted JSON."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+def stable_hash(value: Any) -> str:
+    """16 hex digits of the SHA-256 of ``value`` as sorted JSON (what is not JSON written by
+    ``str``): the same on every machine and Python, so it can name a run or a cache entry.
+
+    >>> stable_hash({"b": 1, "a": [1, 2]}) == stable_hash({"a": [1, 2], "b": 1})
+    True
+    """
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -182,10 +201,3 @@ def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
         return [line for key in sorted(set(old) | set(new))
                 for line in differences(old.get(key), new.get(key), f"{prefix}{key}.")]
     return [] if old == new else [f"{prefix[:-1]}: {old!r} -> {new!r}"]
-
-
-def recorded_settings(finished_config: dict[str, Any]) -> dict[str, Any]:
-    """The settings of a finished run from its ``results.json["config"]``. Settings added since
-    that run was made had their default then, except the split: runs made before duplicate
-    texts were collapsed split the rows."""
-    return settings({**ExperimentConfig().to_dict(), "split": "rows", **finished_config})

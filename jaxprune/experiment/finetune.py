@@ -9,8 +9,6 @@ teacher logits are cheap to cache and a compacted step is cheap to take.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,9 @@ from jaxprune.data.batching import join_unlabelled
 from jaxprune.errors import JaxpruneError
 from jaxprune.evaluation.predict import predict_logits
 from jaxprune.experiment.baseline import Baseline, progress_bar
-from jaxprune.experiment.config import ExperimentConfig
+from jaxprune.experiment.config import ExperimentConfig, stable_hash
 from jaxprune.experiment.teachers import Log
-from jaxprune.experiment.transfer import cached_logits, texts_digest
+from jaxprune.experiment.transfer import cached_logits
 from jaxprune.models.config import BertConfig
 from jaxprune.training.bert import BertClassification
 from jaxprune.training.loop import FitResult, fit
@@ -60,9 +58,8 @@ def transfer_logits(config: ExperimentConfig, base: Baseline, parallel, log: Log
     and kept in the teacher cache; ``(None, {})`` when the run uses no cached transfer logits."""
     if base.transfer is None or not uses_transfer(config) or config.teacher_in_step:
         return None, {}
-    key_data = {"teacher": base.info.get("source"), "vocabulary": base.folder, "texts": texts_digest(base.transfer.texts),
-                "max_length": config.max_length, "compute_dtype": config.student.compute_dtype}
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+    key = stable_hash({"teacher": base.info.get("source"), "vocabulary": base.folder, "texts": base.transfer.texts,
+                       "max_length": config.max_length, "compute_dtype": config.student.compute_dtype})
     cache_file = Path(config.teacher_cache) / "transfer-logits" / f"{key}.npy"
     started = time.perf_counter()
     logits, reused = cached_logits(cache_file, lambda: predict_logits(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-
 import json
 import shutil
 import time
@@ -34,19 +33,27 @@ from jaxprune.experiment.baseline import (
     progress_bar,
     teacher_baseline,
 )
-from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig, differences, recorded_settings, settings
-from jaxprune.experiment.emissions import check_country, track_emissions
+from jaxprune.experiment.config import RESULTS_NAME, ExperimentConfig, differences, settings
+from jaxprune.experiment.emissions import Emissions, check_country, track_emissions
 from jaxprune.experiment.finetune import FINETUNE_CHECKPOINTS, finetune_compacted, load_pruned_student, transfer_logits
 from jaxprune.experiment.folders import missing_folders, prepare_output_dir, remove_unless_useful, write_json
+from jaxprune.experiment.results import (
+    Compaction,
+    Finetune,
+    Metrics,
+    RunResults,
+    Scores,
+    SplitMetrics,
+    Timing,
+    Training,
+)
 from jaxprune.experiment.runlock import hold_folder_lock
 from jaxprune.parallel import is_primary
 from jaxprune.experiment.teachers import Log
-from jaxprune.models.bert import count_params
 from jaxprune.models.bert_rules import bert_sparsity_report
 from jaxprune.models.compaction import compact
 from jaxprune.models.loading import save_pretrained
 from jaxprune.models.sources import describe
-from jaxprune.training.config import PruningConfig
 from jaxprune.training.bert import BertClassification
 from jaxprune.training.loop import fit
 
@@ -63,8 +70,8 @@ def measure_speedup(dense, compacted, config: ExperimentConfig) -> dict:
     )
 
 
-def train_and_evaluate(config: ExperimentConfig, log: Log = print) -> dict[str, Any]:
-    """Run one experiment end to end; returns (and writes) the results dict.
+def train_and_evaluate(config: ExperimentConfig, log: Log = print) -> RunResults:
+    """Run one experiment end to end; returns (and writes to ``results.json``) its record.
 
     The inputs are checked and read first (:func:`check_inputs`), before the output folder is
     touched; the run then uses the config with the epochs ``min_steps`` asks for on its data.
@@ -88,24 +95,24 @@ def train_and_evaluate(config: ExperimentConfig, log: Log = print) -> dict[str, 
         raise
 
 
-def _finished_run(config: ExperimentConfig, results_path: Path, log: Log) -> dict[str, Any]:
-    """The results of the finished run in ``results_path``, when ``config`` asks to resume it with its settings."""
+def _finished_run(config: ExperimentConfig, results_path: Path, log: Log) -> RunResults:
+    """The record of the finished run in ``results_path``, when ``config`` asks to resume it with its settings."""
     out = results_path.parent
     if not config.resume:
         raise JaxpruneError(f"{out} already holds a finished run; pass a new `output_dir`")
-    finished = json.loads(results_path.read_text(encoding="utf-8"))
-    changed = differences(recorded_settings(finished.get("config", {})), settings(config.to_dict()))
-    if any(line.startswith("split:") for line in changed):
-        raise JaxpruneError(f"{out} holds a run made before duplicate texts were collapsed (its eval split shares "
-                            f"texts with training); pass a new `output_dir` to run it again")
+    try:
+        recorded = json.loads(results_path.read_text(encoding="utf-8")).get("config", {})
+    except (ValueError, AttributeError):
+        recorded = {}
+    changed = differences(settings(recorded), settings(config.to_dict()))
     if changed:
         raise JaxpruneError(f"{out} holds a run finished with other settings ({'; '.join(changed[:4])}); "
                             f"pass a new `output_dir`, or the settings it was made with")
     log(f"{results_path} exists: this run already finished")
-    return finished
+    return RunResults.read(results_path)
 
 
-def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log: Log) -> dict[str, Any]:
+def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log: Log) -> RunResults:
     run_started = time.perf_counter()
     results_path = out / RESULTS_NAME
     if results_path.is_file():
@@ -114,21 +121,53 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
     if config.resume and not (checkpoints.is_dir() and any(c.name.isdigit() for c in checkpoints.iterdir())):
         log(f"resume: {out} has no checkpoint to resume from; starting a new run")
     base = teacher_baseline(config, log, inputs)
-    folder, tokenizer, data_info = base.folder, base.tokenizer, base.data_info
-    encoded_train, encoded_eval = base.encoded_train, base.encoded_eval
-    teacher_params, teacher_config, teacher_info = base.params, base.model_config, base.info
-    teacher_metrics, label_names = base.metrics, teacher_config.label_names
-    vocabulary = base.vocabulary or {}
-    batch_size = config.student.batch_size
     parallel = config.parallel()
-
     teacher_logits, logits_started = None, time.perf_counter()
     if config.student.distills and not config.teacher_in_step:
-        teacher_logits = predict_logits(teacher_params, teacher_config, encoded_train, batch_size,
+        teacher_logits = predict_logits(base.params, base.model_config, base.encoded_train, config.student.batch_size,
                                         config.student.compute_dtype, progress=progress_bar("teacher logits"),
                                         parallel=parallel)
     teacher_logits_seconds = time.perf_counter() - logits_started
+    student = _prune(config, base, teacher_logits, out, parallel, log)
+    compacted = _compact(config, base, student, teacher_logits, out, parallel, log)
+    metrics = _scores(config, base, compacted.served_metrics, compacted.served, parallel)
+    if is_primary():
+        save_pretrained(*compacted.model, out / "compacted", tokenizer=base.tokenizer)
+    inference = measure_speedup((student.params, base.model_config), compacted.model, config)
+    timing = Timing(train_seconds=student.seconds, teacher_logits_seconds=teacher_logits_seconds,
+                    finetune_seconds=compacted.seconds.get("finetune"),
+                    transfer_logits_seconds=compacted.seconds.get("transfer_logits"),
+                    run_seconds=time.perf_counter() - run_started, inference=inference)
+    results = _record(config, base, student, compacted, metrics, timing, out)
+    if is_primary():
+        _write(config, results, out)
+    return results
 
+
+def _write(config: ExperimentConfig, results: RunResults, out: Path) -> None:
+    interrupts.check()  # a swallowed Ctrl-C: stop before the results (resuming redoes only the tail)
+    write_json(out / RESULTS_NAME, results.to_json())
+    if not config.keep_checkpoints:  # the run is finished: results and models are kept
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(out / FINETUNE_CHECKPOINTS, ignore_errors=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pruned:
+    """The student pruned (masked, at full shape) and scored on the eval split."""
+
+    params: Any
+    layout: Any
+    training: Training
+    emissions: Emissions
+    seconds: float
+    eval_metrics: dict[str, Any]
+
+
+def _prune(config: ExperimentConfig, base: Baseline, teacher_logits, out: Path, parallel, log: Log) -> _Pruned:
+    """The teacher pruned (and distilled) into the student, or an earlier run's pruned student
+    (``student_from``); scored on the eval split."""
+    teacher_params, teacher_config, encoded_train = base.params, base.model_config, base.encoded_train
     started = time.perf_counter()
     with track_emissions(config.country_iso_code) as emissions:
         if config.student_from is None:
@@ -141,125 +180,96 @@ def _train_and_evaluate(config: ExperimentConfig, inputs: Inputs, out: Path, log
                 parallel=parallel,
             )
             final, layout = result.params, result.pruner.layout if result.pruner.prunes else None
-            trained = {"train_steps": result.total_steps, "resumed_from_step": result.resumed_from_step,
-                       "final_loss": result.final_loss}
+            training = Training(result.total_steps, result.resumed_from_step, result.final_loss)
         else:  # the pruning was done by an earlier run: its pruned student is loaded, then fine-tuned
             final = load_pruned_student(config.student_from, teacher_params, teacher_config,
                                         config.student.sparsity, log)
-            layout, trained = None, {"train_steps": 0, "resumed_from_step": None, "final_loss": None}
-    train_seconds = time.perf_counter() - started
+            layout, training = None, Training(steps=0, resumed_from_step=None, final_loss=None)
+    seconds = time.perf_counter() - started
+    eval_metrics = _evaluate(config, (final, teacher_config), base.encoded_eval, "evaluate student", parallel)
+    return _Pruned(final, layout, training, emissions, seconds, eval_metrics)
 
-    student_metrics = evaluate(final, teacher_config, encoded_eval, batch_size,
-                               config.student.compute_dtype, "evaluate student", parallel)
-    sparsity = bert_sparsity_report(teacher_config, final, layout)
 
+def _evaluate(config: ExperimentConfig, model, encoded, description: str, parallel) -> dict[str, Any]:
+    return evaluate(*model, encoded, config.student.batch_size, config.student.compute_dtype, description, parallel)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Compacted:
+    """The compacted student (fine-tuned when the run asks), what is served (scored on the
+    test split and reported), and what compaction and fine-tuning did."""
+
+    model: tuple[Any, Any]
+    served: tuple[Any, Any]
+    served_metrics: dict[str, Any]
+    compaction: Compaction
+    finetune: Finetune | None
+    emissions: Emissions
+    seconds: dict[str, float | None]
+
+
+def _compact(config: ExperimentConfig, base: Baseline, student: _Pruned, teacher_logits, out: Path, parallel,
+             log: Log) -> _Compacted:
+    """The pruned student's report, saved to ``out/pruned``, compacted, and fine-tuned when asked."""
+    sparsity = bert_sparsity_report(base.model_config, student.params, student.layout)
     if is_primary():
-        save_pretrained(final, teacher_config, out / "pruned", tokenizer=tokenizer)
-    compact_params, compact_config, compact_report = compact(final, teacher_config)
-    finetuned: dict[str, Any] = {"accuracy_before_finetune": None, "macro_f1_before_finetune": None,
-                                 "finetune": None}
-    served = (final, teacher_config)  # what the student's eval and test scores are of
+        save_pretrained(student.params, base.model_config, out / "pruned", tokenizer=base.tokenizer)
+    compact_params, compact_config, report = compact(student.params, base.model_config)
+    compaction = Compaction(params_nonzero=int(sparsity["params_remaining"]),
+                            encoder_sparsity=float(sparsity["encoder_zero_fraction"]), layers=sparsity["layers"],
+                            report=report.to_dict())
+    served, metrics, emissions = (student.params, base.model_config), student.eval_metrics, student.emissions
+    finetune, seconds = None, {}
     if config.finetune_epochs:
-        compact_params, finetuned = _finetune(config, base, compact_params, compact_config, teacher_logits,
-                                              student_metrics, out, parallel, log)
-        emissions = _sum_emissions(emissions, finetuned.pop("emissions"))
+        compact_params, finetune, finetune_emissions, seconds = _finetune(
+            config, base, compact_params, compact_config, teacher_logits, student.eval_metrics, out, parallel, log)
+        emissions = _sum_emissions(emissions, finetune_emissions)
         served = (compact_params, compact_config)
-        student_metrics = evaluate(*served, encoded_eval, batch_size, config.student.compute_dtype,
-                                   "evaluate fine-tuned student", parallel)
-    test_results: dict[str, Any] = {"test_accuracy": None}
-    if base.encoded_test is not None:
-        test_metrics = evaluate(*served, base.encoded_test, batch_size,
-                                config.student.compute_dtype, "evaluate student on test", parallel)
-        test_results = {
-            "test_accuracy": test_metrics["accuracy"],
-            "test_macro_f1": test_metrics["macro_f1"],
-            "test_per_class_f1": test_metrics["per_class_f1"],
-            "teacher_test_accuracy": base.test_metrics["accuracy"],
-            "teacher_test_macro_f1": base.test_metrics["macro_f1"],
-            "test_majority_class_accuracy": majority_accuracy(base.encoded_test),
-        }
-    if is_primary():
-        save_pretrained(compact_params, compact_config, out / "compacted", tokenizer=tokenizer)
-    speed = measure_speedup((final, teacher_config), (compact_params, compact_config), config)
+        metrics = _evaluate(config, served, base.encoded_eval, "evaluate fine-tuned student", parallel)
+    return _Compacted((compact_params, compact_config), served, metrics, compaction, finetune, emissions, seconds)
 
-    results = {
-        "model": describe(config.model),
-        "pooling": teacher_config.classifier_pooling,
-        "model_folder": folder,
-        "dataset": data_info.source,
-        "dataset_files": data_info.files,
-        "split_sizes": data_info.split_sizes,
-        "data": {**data_info.to_dict(), "transfer": base.transfer.to_dict() if base.transfer else None},
-        "sparsity": config.student.sparsity,
-        "distill": config.student.distills,
-        "method": (config.student.pruning or PruningConfig()).method,
-        "precision": config.student.compute_dtype,
-        "params_total": count_params(final),
-        "vocabulary_pruned": base.vocabulary is not None,
-        "params_before_vocab_pruning": count_params(final) + vocabulary.get("embedding_params_removed", 0),
-        "params_after_vocab_pruning": count_params(final),
-        "kept_pieces": vocabulary.get("kept_pieces"),
-        "eval_fallback_rate": vocabulary["eval_fallback"]["texts_changed_fraction"] if vocabulary else None,
-        "vocabulary": base.vocabulary,
-        "params_nonzero": int(sparsity["params_remaining"]),
-        "encoder_sparsity": float(sparsity["encoder_zero_fraction"]),
-        "chance_accuracy": 1.0 / len(label_names),
-        "majority_class_accuracy": majority_accuracy(encoded_eval),
-        "teacher_accuracy": teacher_metrics["accuracy"],
-        "teacher_macro_f1": teacher_metrics["macro_f1"],
-        "accuracy": student_metrics["accuracy"],
-        "macro_f1": student_metrics["macro_f1"],
-        "per_class_f1": student_metrics["per_class_f1"],
-        **finetuned,
-        "teacher_per_class_f1": teacher_metrics["per_class_f1"],
-        **test_results,
-        "train_seconds": train_seconds,
-        "teacher_logits_seconds": teacher_logits_seconds,
-        "run_seconds": time.perf_counter() - run_started,
-        **trained,
-        "emissions_kg_co2": emissions.kg_co2,
-        "energy_kwh": emissions.energy_kwh,
-        "emissions_country": emissions.country_iso_code,
-        "emissions_error": emissions.error,
-        "params_before_compaction": compact_report.params_before,
-        "params_after_compaction": compact_report.params_after,
-        "compaction": compact_report.to_dict(),
-        "compacted_dir": str((out / "compacted").resolve()),
-        "pruned_dir": str((out / "pruned").resolve()),
-        "speedup": speed,
-        "layers": sparsity["layers"],
-        "teacher": teacher_info,
-        "device": f"{jax.default_backend()}: {jax.devices()[0].device_kind}",
-        "config": config.to_dict(),
-    }
-    if not is_primary():
-        return results
-    interrupts.check()  # a swallowed Ctrl-C: stop before the results (resuming redoes only the tail)
-    write_json(results_path, results)
-    if not config.keep_checkpoints:  # the run is finished: results and models are kept
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        shutil.rmtree(out / FINETUNE_CHECKPOINTS, ignore_errors=True)
-    return results
+
+def _scores(config: ExperimentConfig, base: Baseline, student_metrics: dict, served, parallel) -> Scores:
+    """Teacher and served student on the eval split and, when there is one, the test split."""
+    test = None
+    if base.encoded_test is not None:
+        test_metrics = _evaluate(config, served, base.encoded_test, "evaluate student on test", parallel)
+        test = SplitMetrics(teacher=Metrics.of(base.test_metrics), student=Metrics.of(test_metrics),
+                            majority_class_accuracy=majority_accuracy(base.encoded_test))
+    eval_split = SplitMetrics(teacher=Metrics.of(base.metrics), student=Metrics.of(student_metrics),
+                              majority_class_accuracy=majority_accuracy(base.encoded_eval))
+    return Scores(eval=eval_split, test=test, chance_accuracy=1.0 / len(base.model_config.label_names))
+
+
+def _record(config: ExperimentConfig, base: Baseline, student: _Pruned, compacted: _Compacted, metrics: Scores,
+            timing: Timing, out: Path) -> RunResults:
+    return RunResults(
+        model=describe(config.model), pooling=base.model_config.classifier_pooling, model_folder=base.folder,
+        device=f"{jax.default_backend()}: {jax.devices()[0].device_kind}", teacher=base.info,
+        data={**base.data_info.to_dict(), "transfer": base.transfer.to_dict() if base.transfer else None},
+        vocabulary=base.vocabulary, metrics=metrics, compaction=compacted.compaction, training=student.training,
+        finetune=compacted.finetune, timing=timing, emissions=compacted.emissions,
+        pruned_dir=str((out / "pruned").resolve()), compacted_dir=str((out / "compacted").resolve()), config=config,
+    )
 
 
 def _finetune(config: ExperimentConfig, base, params, model_config, teacher_logits, before: dict, out: Path,
-              parallel, log: Log) -> tuple[Any, dict[str, Any]]:
-    """The compacted student fine-tuned (:mod:`.finetune`), and what results.json says of it."""
-    extra, transfer_timing = transfer_logits(config, base, parallel, log)
+              parallel, log: Log) -> tuple[Any, Finetune, Emissions, dict[str, float | None]]:
+    """The compacted student fine-tuned (:mod:`.finetune`), what it did, its emissions and seconds."""
+    extra, transfer = transfer_logits(config, base, parallel, log)
     started = time.perf_counter()
     with track_emissions(config.country_iso_code) as emissions:
         result, examples = finetune_compacted(config, base, params, model_config, teacher_logits, extra, out,
                                               parallel)
+    seconds = time.perf_counter() - started
     log(f"fine-tuned the compacted student: {config.finetune_epochs} epochs of {examples} examples "
-        f"({result.total_steps} steps, {time.perf_counter() - started:.0f} s)")
-    return result.params, {
-        "accuracy_before_finetune": before["accuracy"],
-        "macro_f1_before_finetune": before["macro_f1"],
-        "finetune": {"epochs": config.finetune_epochs, "examples_per_epoch": examples, "steps": result.total_steps,
-                     "train_seconds": time.perf_counter() - started, "resumed_from_step": result.resumed_from_step,
-                     "final_loss": result.final_loss, **transfer_timing},
-        "emissions": emissions,
-    }
+        f"({result.total_steps} steps, {seconds:.0f} s)")
+    finetune = Finetune(epochs=config.finetune_epochs, examples_per_epoch=examples, steps=result.total_steps,
+                        resumed_from_step=result.resumed_from_step, final_loss=result.final_loss,
+                        accuracy_before=before["accuracy"], macro_f1_before=before["macro_f1"],
+                        transfer_logits_file=transfer.get("logits_file"),
+                        transfer_logits_reused=transfer.get("logits_reused"))
+    return result.params, finetune, emissions, {"finetune": seconds, "transfer_logits": transfer.get("logits_seconds")}
 
 
 def _sum_emissions(first, second):

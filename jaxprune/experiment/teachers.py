@@ -8,7 +8,7 @@ everything that made it, and appear there atomically (only complete ones are eve
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import dataclasses
 import json
 import os
 import shutil
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from jaxprune.errors import JaxpruneError
-from jaxprune.experiment.config import ExperimentConfig
+from jaxprune.experiment.config import ExperimentConfig, stable_hash
 from jaxprune.experiment.folders import prepare_output_dir, remove_unless_useful
 from jaxprune.experiment.runlock import hold_folder_lock
 from jaxprune.parallel import is_primary
@@ -30,10 +30,6 @@ Log = Callable[[str], Any]
 
 def teacher_cache_root(config: ExperimentConfig) -> Path:
     return Path(config.teacher_cache)
-
-
-def _key(data: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def read_vocab_corpus(path: str) -> list[str]:
@@ -67,10 +63,7 @@ def prune_vocabulary_folder(
 
     corpus = read_vocab_corpus(config.vocab_corpus) if config.vocab_corpus else list(extra_texts or [])
     texts = list(train_texts) + corpus
-    key_data = {"model": os.path.abspath(folder), "texts": hashlib.sha256("\n".join(texts).encode()).hexdigest()}
-    if config.vocab_script_pieces:  # only when on: the smallest vocabulary keeps the key it was first cached under
-        key_data["script_pieces"] = True
-    key = hashlib.sha256(json.dumps(key_data, sort_keys=True).encode()).hexdigest()[:16]
+    key = stable_hash({"model": os.path.abspath(folder), "texts": texts, "script_pieces": config.vocab_script_pieces})
     # The vocabulary-pruned base model is kept beside the teachers.
     cache = prepare_output_dir(str(teacher_cache_root(config)), what="teacher cache", argument="teacher_cache")
     destination = cache / f"vocab-{key}"
@@ -129,16 +122,15 @@ def prepare_teacher(
 
     key_data = {
         "model": os.path.abspath(folder),
-        "data": [data_info.source, data_info.files, data_info.split_sizes, config.split],
+        "data": [data_info.source, data_info.files, data_info.split_sizes],
         "labels": list(label_names),
         "max_length": config.max_length,
         "pooling": config.pooling,
         "eval_fraction": config.eval_fraction,
-        "train": config.teacher.flat(),
+        "train": dataclasses.asdict(config.teacher),
+        "repaired_texts": data_info.repaired_texts if config.repair_text else 0,
     }
-    if config.repair_text and data_info.repaired_texts:  # only then: other teachers keep their keys
-        key_data["repaired_texts"] = data_info.repaired_texts
-    key = _key(key_data)
+    key = stable_hash(key_data)
     cache_root = teacher_cache_root(config)
     final = cache_root / key
     if (final / "config.json").is_file():

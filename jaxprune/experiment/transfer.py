@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import os
 from collections.abc import Iterable
@@ -141,11 +140,6 @@ def load_transfer_set(path: str | os.PathLike, column: str | None, held_out: Ite
                             f"({dropped} held-out, {duplicates} repeats); pass other unlabelled texts as "
                             f"`transfer_file`")
     return TransferSet(str(path), kept, len(texts), dropped, duplicates, repaired)
-
-
-def texts_digest(texts: Iterable[str]) -> str:
-    """16 hex digits identifying a list of texts (what a cached set of logits was computed on)."""
-    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
 
 
 def cached_logits(cache_file: Path, compute, primary: bool = True) -> tuple[np.ndarray, bool]:

@@ -5,11 +5,6 @@ student). Its parts say what they configure and are ``None`` when a run does not
 a teacher has no ``pruning`` and no ``distillation``. Each part builds its runtime object
 (``OptimizerConfig.build`` the optax transformations, ``PruningConfig.build`` the
 :class:`jaxprune.mask.Pruner`).
-
-``flat()`` gives the one-level dict of the fields' old names (``learning_rate``,
-``sparsity``, ``distill``, ...): fingerprints and teacher-cache keys are computed from it,
-so runs and teachers made before the configs were nested are still recognised, and
-``from_flat`` reads such a dict back.
 """
 
 from __future__ import annotations
@@ -174,50 +169,6 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-    def flat(self) -> dict[str, Any]:
-        """One level, the fields' flat names; parts that are off give their defaults (and
-        ``distill: False``), exactly as configs read before they were nested."""
-        pruning = self.pruning or PruningConfig()
-        distillation = self.distillation or DistillationConfig()
-        return {
-            "epochs": self.epochs, "batch_size": self.batch_size,
-            **dataclasses.asdict(self.optimizer),
-            "sparsity": pruning.sparsity, "method": pruning.method, "attention_blocks": pruning.attention_blocks,
-            "block_shape": pruning.block_shape, "scope": pruning.scope,
-            "prune_warmup_fraction": pruning.warmup_fraction, "prune_cooldown_fraction": pruning.cooldown_fraction,
-            "soft_penalty": pruning.soft_penalty, "soft_threshold": pruning.soft_threshold,
-            "distill": self.distillation is not None, "alpha_ce": distillation.alpha_ce,
-            "alpha_kd": distillation.alpha_kd, "temperature": distillation.temperature,
-            "compute_dtype": self.compute_dtype, "seed": self.seed,
-            # only when on: runs and teachers without it keep their fingerprints and cache keys
-            **({"layer_weight": distillation.layer_weight} if distillation.layer_weight else {}),
-        }
-
-    @classmethod
-    def from_flat(cls, values: dict[str, Any]) -> TrainConfig:
-        """The inverse of :meth:`flat` (missing keys take their defaults; a run prunes when its
-        pruning differs from the defaults' "no pruning")."""
-        defaults = cls().flat()
-        unknown = set(values) - set(defaults) - {"layer_weight"}
-        if unknown:
-            raise JaxpruneError(f"unknown training settings {sorted(unknown)}")
-        v = {**defaults, **values}
-        pruning = PruningConfig(
-            sparsity=v["sparsity"], method=v["method"], attention_blocks=v["attention_blocks"],
-            block_shape=tuple(v["block_shape"]), scope=v["scope"], warmup_fraction=v["prune_warmup_fraction"],
-            cooldown_fraction=v["prune_cooldown_fraction"], soft_penalty=v["soft_penalty"],
-            soft_threshold=v["soft_threshold"],
-        )
-        distillation = (DistillationConfig(v["alpha_ce"], v["alpha_kd"], v["temperature"], v.get("layer_weight", 0.0))
-                        if v["distill"] else None)
-        return cls(
-            epochs=v["epochs"], batch_size=v["batch_size"], seed=v["seed"], compute_dtype=v["compute_dtype"],
-            optimizer=OptimizerConfig(v["learning_rate"], v["score_learning_rate"], v["weight_decay"],
-                                      v["warmup_fraction"]),
-            pruning=pruning if pruning != PruningConfig() else None,
-            distillation=distillation,
-        )
 
 
 def _decay_mask(params: Any) -> Any:
