@@ -2,9 +2,10 @@
 
 The train-step benchmarks (``train_step.py``, ``mask_overhead.py``, ``vocab_step.py``) time
 the library, never a copy of it: the step is :func:`jaxprune.training.step.make_train_step`
-with the state of :func:`~jaxprune.training.step.create_train_state` and the optimizer of
+with the BERT's loss (:class:`jaxprune.training.bert.BertClassification`), the state of
+:func:`~jaxprune.training.step.create_train_state` and the optimizer of
 :func:`~jaxprune.training.step.make_optimizer`, and the masked variants use the pruner that
-training builds (:meth:`jaxprune.training.config.PruningConfig.build`: ``bert_rules`` with
+training builds (:meth:`jaxprune.training.config.PruningConfig.build` of ``bert_rules``:
 every rule weight set to 1.0, the method, scope and soft penalty of the config), its keep
 schedule held at one fixed value so that every timed step prunes alike.
 
@@ -24,7 +25,6 @@ schedule held at one fixed value so that every timed step prunes alike.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -35,8 +35,10 @@ import jax.numpy as jnp
 from jaxprune import mask
 from jaxprune.models.bert_rules import bert_rules
 from jaxprune.models.config import BertConfig
+from jaxprune.training.bert import BertClassification
 from jaxprune.training.config import PruningConfig, TrainConfig
-from jaxprune.training.step import Batch, Params, create_train_state, make_optimizer, make_train_step
+from jaxprune.training.step import create_train_state, make_optimizer, make_train_step
+from jaxprune.training.task import Batch, Params
 
 
 def training_pruner(
@@ -56,20 +58,15 @@ def training_pruner(
     and all steps in the cool-down, so the cubic schedule sits at its final value. With
     ``keep_fraction=1`` and top-k that is the identity pruner, as in training at sparsity 0.
 
-    ``ffn="blocks"`` is not a training option (training scores whole FFN neurons): it swaps
-    in ``bert_rules(..., ffn="blocks")`` for the layout, with every rule weight 1.0 as
-    training sets them; method, scope, schedule and penalty stay the built pruner's.
+    ``ffn="blocks"`` is not a training option (training scores whole FFN neurons): it builds
+    the same pruner over ``bert_rules(..., ffn="blocks")``.
     """
     pruning = PruningConfig(
         sparsity=1.0 - keep_fraction, method=method, attention_blocks=attention, block_shape=block_shape,
         scope=scope, warmup_fraction=0.0, cooldown_fraction=1.0,
     )
-    pruner = pruning.build(params, model_config, total_steps=1)
-    if ffn == "blocks" and pruner.prunes:
-        rules = bert_rules(model_config, attention=attention, block_shape=block_shape, ffn="blocks")
-        rules = [dataclasses.replace(rule, weight=1.0) for rule in rules]
-        pruner = dataclasses.replace(pruner, layout=mask.build_layout(params, rules))
-    return pruner
+    rules = bert_rules(model_config, attention=attention, block_shape=block_shape, ffn=ffn)
+    return pruning.build(params, rules, total_steps=1)
 
 
 def step_batch(input_ids: jax.Array, labels: jax.Array) -> Batch:
@@ -119,9 +116,10 @@ def compiled_train_step(
       A no-argument call running one step and blocking on its result (see
       :func:`train_step_runner`), and the seconds spent lowering and compiling it.
     """
+    task = BertClassification(model_config)
     tx = make_optimizer(config, pruner, total_steps)
-    step = make_train_step(model_config, config, pruner, tx)
-    state = create_train_state(params, config, pruner, tx, model_config)
+    step = make_train_step(task.loss_fn(config), pruner, tx)
+    state = create_train_state(params, pruner, tx, config.seed, task.layer_maps(config))
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start

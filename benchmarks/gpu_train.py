@@ -58,6 +58,7 @@ def train_both(args, argv) -> dict[str, Any]:
     from jaxprune.evaluation.predict import predict_logits
     from jaxprune.evaluation.timing import device_description
     from jaxprune.models.loading import from_pretrained, load_tokenizer
+    from jaxprune.training.bert import BertClassification
     from jaxprune.training.config import OptimizerConfig, TrainConfig
     from jaxprune.training.loop import fit
 
@@ -73,7 +74,7 @@ def train_both(args, argv) -> dict[str, Any]:
         train_config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, seed=0, compute_dtype=dtype,
                                    optimizer=OptimizerConfig(learning_rate=args.learning_rate))
         started = time.perf_counter()
-        result = fit(params, config, train_config, train, description=f"fine-tune {dtype}")
+        result = fit(params, BertClassification(config), train_config, train, description=f"fine-tune {dtype}")
         fit_s = time.perf_counter() - started
         logits = predict_logits(result.params, config, evaluation, args.batch_size, dtype)
         metrics = classification_report(logits.argmax(-1), evaluation.labels, config.label_names)

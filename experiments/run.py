@@ -346,7 +346,7 @@ def _run_and_report(args: argparse.Namespace) -> None:
     from jaxprune.experiment import train_and_evaluate
     from jaxprune.experiment.summary import summary_table
 
-    from jaxprune.training.parallel import initialize_distributed
+    from jaxprune.parallel import initialize_distributed
 
     initialize_distributed()  # a multi-process run, when the environment describes one; before JAX starts
     config = build_config(args)
@@ -367,7 +367,7 @@ def _run_and_report(args: argparse.Namespace) -> None:
 def _export_onnx(model_dir: str, output: str) -> None:
     from jaxprune.data import OFFLINE_CORPUS, read_table
     from jaxprune.export import export_onnx
-    from jaxprune.training.parallel import is_primary
+    from jaxprune.parallel import is_primary
 
     if not is_primary():
         return

@@ -55,7 +55,8 @@ def missing_extra(module: str, extra: str, *imports: str) -> str | None:
     absent = [name for name in imports or EXTRAS[extra] if not _installed(name)]
     if not absent:
         return None
-    return (f"{module} needs the [{extra}] extra ({', '.join(absent)} not installed): "
+    named = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
+    return (f"{module} needs the [{extra}] extra ({named} not installed): "
             f'pip install "jaxprune[{extra}]", or pip install -e ".[{extra}]" in a checkout')
 
 

@@ -25,7 +25,7 @@ from jaxprune.data.batching import epoch_plan
 from jaxprune.training.checkpoint import STATE_FORMAT, Checkpointer, NonFiniteStateError, tree_is_finite
 from jaxprune.errors import JaxpruneError
 from jaxprune.experiment.runlock import LOCK_NAME, hold_folder_lock
-from jaxprune.training.step import create_train_state, make_optimizer
+from jaxprune.training.step import create_train_state, make_optimizer, make_pruner
 from test_pipeline import _resume_setup, leaves_equal
 
 
@@ -38,7 +38,7 @@ def _step_dirs(folder: Path) -> list[str]:
 
 
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
-    params, model_config, config, train, teacher_logits = _resume_setup()  # 3 steps an epoch, 6 in all
+    params, task, config, train, teacher_logits = _resume_setup()  # 3 steps an epoch, 6 in all
     # A nan teacher logit for one row of the third batch makes the distillation loss of step 3 nan
     # (and, through the gradients, every weight after it).
     poisoned = teacher_logits.copy()
@@ -46,7 +46,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     folder = tmp_path / "checkpoints"
 
     with pytest.raises(JaxpruneError) as caught:
-        fit_lib.fit(params, model_config, config, train, teacher_logits=poisoned, checkpoint_dir=str(folder),
+        fit_lib.fit(params, task, config, train, teacher_logits=poisoned, checkpoint_dir=str(folder),
                     fingerprint="run-a", checkpoint_every=2, description="student")
 
     message = str(caught.value)
@@ -57,27 +57,27 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert _step_dirs(folder) == ["2"]
     checkpointer = Checkpointer(folder, "run-a")
     try:
-        pruner = config.pruning.build(params, model_config, 6)
-        like = create_train_state(params, config, pruner, make_optimizer(config, pruner, 6))
+        pruner = make_pruner(params, task, config, 6)
+        like = create_train_state(params, pruner, make_optimizer(config, pruner, 6), config.seed)
         state, meta = checkpointer.restore_latest(like)
     finally:
         checkpointer.close()
     assert int(state.step) == 2 and (meta["epoch"], meta["batch"]) == (0, 2)
     assert tree_is_finite(state)
     # ... and it is the state a clean run had at step 2.
-    clean = fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, stop_after_steps=2)
+    clean = fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, stop_after_steps=2)
     assert leaves_equal(state, clean.state)
 
 
 def test_weights_that_overflow_under_a_finite_loss_are_not_saved(tmp_path):
-    params, model_config, config, train, teacher_logits = _resume_setup()
+    params, task, config, train, teacher_logits = _resume_setup()
     # inf * 0 in the warm-up schedule: the first update turns the weights into nan, while the
     # loss of that step (computed before the update) is still finite.
     config = config.replace(optimizer=dataclasses.replace(config.optimizer, learning_rate=float("inf")))
     folder = tmp_path / "checkpoints"
 
     with pytest.raises(JaxpruneError) as caught:
-        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
+        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
                     fingerprint="run-a", checkpoint_every=1, description="student")
 
     assert str(caught.value).startswith(
@@ -88,14 +88,14 @@ def test_weights_that_overflow_under_a_finite_loss_are_not_saved(tmp_path):
 
 
 def test_a_nan_loss_without_checkpoints_still_stops_the_run():
-    params, model_config, config, train, teacher_logits = _resume_setup()
+    params, task, config, train, teacher_logits = _resume_setup()
     config = dataclasses.replace(config, epochs=1)  # 3 steps: only the final check sees them
     poisoned = teacher_logits.copy()
     poisoned[epoch_plan(train, config.batch_size, seed=config.seed, epoch=0)[1][0], 0] = np.inf
 
     with pytest.raises(JaxpruneError, match=r"^the training loss became nan at step 2 \(train\); checkpoints were "
                                             r"off, so none is kept; "):
-        fit_lib.fit(params, model_config, config, train, teacher_logits=poisoned)
+        fit_lib.fit(params, task, config, train, teacher_logits=poisoned)
 
 
 def test_the_checkpointer_refuses_a_state_holding_nan(tmp_path):
@@ -267,19 +267,19 @@ def test_write_json_on_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_checkpoint_of_the_former_train_state_is_refused_in_one_line(tmp_path):
-    """Checkpoints written before the optimizer states were merged (no ``state_format`` in their
-    meta) cannot be restored into today's state: the resume says so instead of an orbax traceback."""
-    params, model_config, config, train, teacher_logits = _resume_setup()
+def test_a_checkpoint_without_a_state_format_is_refused_in_one_line(tmp_path):
+    """A checkpoint whose meta names no ``state_format`` cannot be restored into today's state:
+    the resume says so instead of an orbax traceback."""
+    params, task, config, train, teacher_logits = _resume_setup()
     folder = tmp_path / "checkpoints"
-    fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
+    fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
                 fingerprint="run-a", stop_after_steps=0)
     meta_file = folder / "0" / "meta" / "metadata"
     meta = json.loads(meta_file.read_text())
     assert meta["state_format"] == STATE_FORMAT
     meta_file.write_text(json.dumps({k: v for k, v in meta.items() if k != "state_format"}))
 
-    with pytest.raises(JaxpruneError, match=r"^the checkpoint in .* was written by an earlier jaxprune .* cannot be "
+    with pytest.raises(JaxpruneError, match=r"^the checkpoint in .* was written by another jaxprune .* cannot be "
                                             r"resumed; start the run again in a new `checkpoint_dir`$"):
-        fit_lib.fit(params, model_config, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
+        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=str(folder),
                     fingerprint="run-a", resume=True)

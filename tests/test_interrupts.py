@@ -102,6 +102,7 @@ def test_a_broken_pipe_silences_the_script_output_instead_of_raising(repo_script
 
 def test_fit_saves_between_steps_when_signalled_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from jaxprune.training import loop
+    from jaxprune.training.bert import BertClassification
     from jaxprune.training.config import OptimizerConfig, PruningConfig, TrainConfig
     from tests.test_pipeline import keyword_task, tiny_config
 
@@ -110,7 +111,7 @@ def test_fit_saves_between_steps_when_signalled_and_resumes_to_the_same_weights(
     train = keyword_task(48, seed=3)  # 6 batches of 8 per epoch
     config = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
                          pruning=PruningConfig(sparsity=0.5))
-    full = loop.fit(params, model_config, config, train, log=lambda m: None)
+    full = loop.fit(params, BertClassification(model_config), config, train, log=lambda m: None)
     batches, make_batch = [], loop.make_batch
 
     def signalling_batch(*args, **kwargs):
@@ -122,12 +123,12 @@ def test_fit_saves_between_steps_when_signalled_and_resumes_to_the_same_weights(
     monkeypatch.setattr(loop, "make_batch", signalling_batch)
     folder = str(tmp_path / "ckpt")
     with pytest.raises(interrupts.Interrupted) as raised:
-        loop.fit(params, model_config, config, train, checkpoint_dir=folder, log=lambda m: None)
+        loop.fit(params, BertClassification(model_config), config, train, checkpoint_dir=folder, log=lambda m: None)
     assert raised.value.exit_status == 143
     assert "a checkpoint at step 4 is in" in raised.value.message
     monkeypatch.setattr(loop, "make_batch", make_batch)
     lines = []
-    resumed = loop.fit(params, model_config, config, train, checkpoint_dir=folder, resume=True,
+    resumed = loop.fit(params, BertClassification(model_config), config, train, checkpoint_dir=folder, resume=True,
                        log=lines.append)
     assert resumed.resumed_from_step == 4 and lines == [f"train: resuming from step 4 of 12 ({folder})"]
     for a, b in zip(jax.tree.leaves(full.params), jax.tree.leaves(resumed.params)):

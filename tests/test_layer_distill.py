@@ -16,6 +16,7 @@ from jaxprune.errors import JaxpruneError
 from jaxprune.mask import Pruner
 from jaxprune.models.bert import BertForSequenceClassification, init_params
 from jaxprune.training import step as train_lib
+from jaxprune.training.bert import BertClassification
 from jaxprune.training.config import DistillationConfig, TrainConfig
 from jaxprune.training.losses import distilled_layers, init_layer_maps, layer_distillation_loss
 from test_pipeline import _resume_setup, keyword_task, leaves_equal, tiny_config
@@ -25,9 +26,9 @@ LAYERS = DistillationConfig(layer_weight=2.0)
 
 def _layer_setup():
     """``_resume_setup`` (2 epochs of 3 steps, pruning, KD) with layer distillation from another teacher."""
-    params, model_config, config, train, teacher_logits = _resume_setup()
-    teacher = (init_params(model_config, jax.random.key(7)), model_config)
-    return params, model_config, config.replace(distillation=LAYERS), train, teacher
+    params, task, config, train, teacher_logits = _resume_setup()
+    teacher = (init_params(task.config, jax.random.key(7)), task)
+    return params, task, config.replace(distillation=LAYERS), train, teacher
 
 
 def _is_identity(maps) -> bool:
@@ -112,20 +113,19 @@ def test_gradients_reach_the_maps():
 
 
 def test_the_maps_start_as_identity_in_the_state_and_are_empty_when_off():
-    params, model_config, config, train, _ = _layer_setup()
-    pruner = config.pruning.build(params, model_config, 6)
+    params, task, config, train, _ = _layer_setup()
+    pruner = train_lib.make_pruner(params, task, config, 6)
     tx = train_lib.make_optimizer(config, pruner, 6)
-    state = train_lib.create_train_state(params, config, pruner, tx, model_config)
+    state = train_lib.create_train_state(params, pruner, tx, config.seed, task.layer_maps(config))
     assert set(state.maps) == {"layer_0", "layer_1"} and _is_identity(state.maps)
-    with pytest.raises(JaxpruneError, match="model config"):
-        train_lib.create_train_state(params, config, pruner, tx)
+    assert train_lib.create_train_state(params, pruner, tx, config.seed).maps == {}
 
     plain = config.replace(distillation=DistillationConfig())
-    assert train_lib.create_train_state(params, plain, pruner, tx, model_config).maps == {}
+    assert task.layer_maps(plain) == {}
 
 
 def test_a_short_fit_moves_the_maps_and_returns_only_the_model_params(monkeypatch):
-    params, model_config, config, train, teacher = _layer_setup()
+    params, task, config, train, teacher = _layer_setup()
     traces = []
     real_train_step = train_lib.train_step
 
@@ -134,7 +134,7 @@ def test_a_short_fit_moves_the_maps_and_returns_only_the_model_params(monkeypatc
         return real_train_step(state, batch, *args, **kwargs)
 
     monkeypatch.setattr(train_lib, "train_step", counting_train_step)
-    result = fit_lib.fit(params, model_config, config, train, teacher=teacher)
+    result = fit_lib.fit(params, task, config, train, teacher=teacher)
 
     assert len(result.history) == 6 and traces == [(8, 8)]  # six steps, one trace
     assert all(row["layer"] > 0 for row in result.history)
@@ -148,17 +148,17 @@ def test_a_short_fit_moves_the_maps_and_returns_only_the_model_params(monkeypatc
 
 
 def test_a_compacted_student_distils_from_the_full_teacher():
-    params, model_config, config, train, teacher = _layer_setup()
-    student_config = model_config.replace(heads_per_layer=(3, 1), intermediate_sizes=(40, 8))
-    student = init_params(student_config, jax.random.key(3))
+    params, task, config, train, teacher = _layer_setup()
+    student_config = task.config.replace(heads_per_layer=(3, 1), intermediate_sizes=(40, 8))
+    student, student_task = init_params(student_config, jax.random.key(3)), BertClassification(student_config)
     config = config.replace(epochs=1, pruning=None)
-    result = fit_lib.fit(student, student_config, config, train, teacher=teacher)
+    result = fit_lib.fit(student, student_task, config, train, teacher=teacher)
     assert len(result.history) == 3 and result.history[0]["layer"] > 0
     with pytest.raises(JaxpruneError, match="pass teacher="):
-        fit_lib.fit(student, student_config, config, train, teacher_logits=np.zeros((len(train), 3), np.float32))
-    shallow = model_config.replace(num_hidden_layers=1)
+        fit_lib.fit(student, student_task, config, train, teacher_logits=np.zeros((len(train), 3), np.float32))
+    shallow = BertClassification(task.config.replace(num_hidden_layers=1))
     with pytest.raises(JaxpruneError, match="teacher has 1 layers of 32, the student 2 of 32"):
-        fit_lib.fit(student, student_config, config, train, teacher=(teacher[0], shallow))
+        fit_lib.fit(student, student_task, config, train, teacher=(teacher[0], shallow))
 
 
 # --- label_weight --------------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_rows_without_a_label_count_in_distillation_but_not_in_cross_entropy():
     config = TrainConfig(batch_size=4, distillation=DistillationConfig())
     pruner = Pruner.from_rules(params, [])
     tx = train_lib.make_optimizer(config, pruner, 4)
-    step_fn = train_lib.make_train_step(model_config, config, pruner, tx)
+    step_fn = train_lib.make_train_step(BertClassification(model_config).loss_fn(config), pruner, tx)
 
     logits = np.asarray(BertForSequenceClassification(model_config).apply(
         {"params": params}, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]), np.float64)
@@ -183,15 +183,15 @@ def test_rows_without_a_label_count_in_distillation_but_not_in_cross_entropy():
     by_hand = -log_probs[[0, 2], labels[[0, 2]]].mean()
     correct = (logits.argmax(-1) == labels)[[0, 2]].mean()
 
-    _, metrics = step_fn(train_lib.create_train_state(params, config, pruner, tx), batch)
+    _, metrics = step_fn(train_lib.create_train_state(params, pruner, tx, config.seed), batch)
     assert float(metrics["ce"]) == pytest.approx(by_hand, rel=1e-5)
     assert float(metrics["accuracy"]) == pytest.approx(correct)
     # The unlabelled rows' placeholder labels change nothing; their teacher logits do.
     relabelled = dict(batch, labels=batch["labels"].at[1].set(2).at[3].set(0))
-    _, again = step_fn(train_lib.create_train_state(params, config, pruner, tx), relabelled)
+    _, again = step_fn(train_lib.create_train_state(params, pruner, tx, config.seed), relabelled)
     assert float(again["ce"]) == float(metrics["ce"])
     retaught = dict(batch, teacher_logits=batch["teacher_logits"].at[1].set(9.0))
-    _, taught = step_fn(train_lib.create_train_state(params, config, pruner, tx), retaught)
+    _, taught = step_fn(train_lib.create_train_state(params, pruner, tx, config.seed), retaught)
     assert float(taught["kd"]) != float(metrics["kd"])
 
 
@@ -199,16 +199,16 @@ def test_rows_without_a_label_count_in_distillation_but_not_in_cross_entropy():
 
 
 def test_a_checkpoint_of_the_previous_state_format_is_refused_in_one_line(tmp_path):
-    params, model_config, config, train, teacher = _layer_setup()
+    params, task, config, train, teacher = _layer_setup()
     folder = tmp_path / "checkpoints"
-    fit_lib.fit(params, model_config, config, train, teacher=teacher, checkpoint_dir=str(folder),
+    fit_lib.fit(params, task, config, train, teacher=teacher, checkpoint_dir=str(folder),
                 fingerprint="run-a", stop_after_steps=0)
     meta_file = folder / "0" / "meta" / "metadata"
     meta = json.loads(meta_file.read_text())
     meta_file.write_text(json.dumps(dict(meta, state_format=meta["state_format"] - 1)))
 
     with pytest.raises(JaxpruneError) as caught:
-        fit_lib.fit(params, model_config, config, train, teacher=teacher, checkpoint_dir=str(folder),
+        fit_lib.fit(params, task, config, train, teacher=teacher, checkpoint_dir=str(folder),
                     fingerprint="run-a", resume=True)
     message = str(caught.value)
     assert "\n" not in message
@@ -217,14 +217,14 @@ def test_a_checkpoint_of_the_previous_state_format_is_refused_in_one_line(tmp_pa
 
 
 def test_resume_with_layer_distillation_equals_an_uninterrupted_run(tmp_path):
-    params, model_config, config, train, teacher = _layer_setup()
-    full = fit_lib.fit(params, model_config, config, train, teacher=teacher)
+    params, task, config, train, teacher = _layer_setup()
+    full = fit_lib.fit(params, task, config, train, teacher=teacher)
 
     folder = str(tmp_path / "checkpoints")
     common = dict(teacher=teacher, checkpoint_dir=folder, fingerprint="run-a")
-    first = fit_lib.fit(params, model_config, config, train, stop_after_steps=4, **common)
+    first = fit_lib.fit(params, task, config, train, stop_after_steps=4, **common)
     assert int(first.state.step) == 4
-    second = fit_lib.fit(params, model_config, config, train, resume=True, **common)
+    second = fit_lib.fit(params, task, config, train, resume=True, **common)
 
     assert second.resumed_from_step == 4 and int(second.state.step) == 6
     assert leaves_equal(second.state, full.state)

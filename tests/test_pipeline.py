@@ -277,18 +277,18 @@ def _resume_setup():
     config = TrainConfig(epochs=2, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
                          pruning=PruningConfig(sparsity=0.5, warmup_fraction=0.0, cooldown_fraction=0.0),
                          distillation=DistillationConfig())
-    return params, model_config, config, train, teacher_logits
+    return params, BertClassification(model_config), config, train, teacher_logits
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
-    params, model_config, config, train, teacher_logits = _resume_setup()
+    params, task, config, train, teacher_logits = _resume_setup()
     common = dict(teacher_logits=teacher_logits, fingerprint="run-a")
-    full = fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits)
+    full = fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits)
 
     folder = str(tmp_path / "checkpoints")
-    first = fit_lib.fit(params, BertClassification(model_config), config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
+    first = fit_lib.fit(params, task, config, train, checkpoint_dir=folder, stop_after_steps=4, **common)
     assert int(first.state.step) == 4 and len(first.history) == 4  # stopped mid-epoch 2
-    second = fit_lib.fit(params, BertClassification(model_config), config, train, checkpoint_dir=folder, resume=True, **common)
+    second = fit_lib.fit(params, task, config, train, checkpoint_dir=folder, resume=True, **common)
 
     assert second.resumed_from_step == 4 and int(second.state.step) == full.total_steps == 6
     assert leaves_equal(second.state.params, full.state.params)
@@ -301,16 +301,16 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
-    params, model_config, config, train, teacher_logits = _resume_setup()
+    params, task, config, train, teacher_logits = _resume_setup()
     folder = str(tmp_path / "checkpoints")
-    fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+    fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
         fingerprint="run-a", stop_after_steps=0)  # a checkpoint of the initial state, nothing compiled
 
     with pytest.raises(JaxpruneError, match="other settings"):
-        fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-b", resume=True)
     with pytest.raises(JaxpruneError, match="`resume=True`"):
-        fit_lib.fit(params, BertClassification(model_config), config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
+        fit_lib.fit(params, task, config, train, teacher_logits=teacher_logits, checkpoint_dir=folder,
             fingerprint="run-a")
 
 
@@ -344,7 +344,8 @@ def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape
     train = two_bucket_task(32)  # 16 rows of each length: 2 batches of 8 per bucket
     config = TrainConfig(epochs=3, batch_size=8,
                          pruning=PruningConfig(sparsity=0.75, warmup_fraction=0.25, cooldown_fraction=0.25))
-    result = fit_lib.fit(init_params(model_config, jax.random.key(0)), BertClassification(model_config), config, train)
+    params = init_params(model_config, jax.random.key(0))
+    result = fit_lib.fit(params, BertClassification(model_config), config, train)
 
     total = result.total_steps
     assert total == 12
