@@ -105,7 +105,7 @@ def _add_model_arguments(p: Parser) -> None:
     p.add_argument("--prune-vocab", action=argparse.BooleanOptionalAction, default=DEMO.prune_vocab,
                    help="keep only the word pieces the training texts use (and --vocab-corpus), before the "
                         "teacher is fine-tuned: a 5x smaller e5-small, about a point less accurate on SHC "
-                        "(README: Vocabulary pruning; default: off)")
+                        "(docs/results.md: the vocabulary table; default: off)")
     p.add_argument("--vocab-corpus", default=None, metavar="FILE",
                    help="UTF-8 text file, one text per line, whose pieces the pruned vocabulary also keeps "
                         "(unlabelled text of the task's domain; never eval or test text; default: none)")
@@ -205,7 +205,7 @@ def _add_run_arguments(p: Parser) -> None:
     p.add_argument("--shard-params", action="store_true",
                    help="shard params, scores and optimizer states over the devices (FSDP-style) instead of "
                         "replicating them; batches are split over the devices either way. Several processes: "
-                        "set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (README: Past one device)")
+                        "set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (docs/scale.md)")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -373,7 +373,7 @@ def _export_onnx(model_dir: str, output: str) -> None:
         return
     result = export_onnx(model_dir, output, check_texts=read_table(OFFLINE_CORPUS).texts[:64])
     print(f"onnx: {output} (ONNX Runtime vs jaxprune on 64 headlines: max |logit difference| "
-          f"{result.max_abs_diff:.1e}); serve it as README.md shows")
+          f"{result.max_abs_diff:.1e}); serve it as docs/library.md shows")
 
 
 if __name__ == "__main__":
