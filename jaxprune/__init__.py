@@ -1,6 +1,6 @@
 """jaxprune: block movement pruning, distillation and bfloat16 for BERT classifiers in JAX.
 
-Public API (see README.md); names are imported on first use, so ``import jaxprune.mask``
+Public API (see docs/library.md); names are imported on first use, so ``import jaxprune.mask``
 pulls in jax, numpy, flax and optax only.
 
 The core (``pip install jaxprune``: jax, flax, optax, numpy):

@@ -29,7 +29,7 @@ from jaxprune.experiment.config import PAPER_MODEL, ExperimentConfig
 from jaxprune.training.config import OptimizerConfig, PruningConfig, TrainConfig
 
 SPARSITY = 0.25  # the first row of the paper's Table I
-# The experiment preset fine-tunes the compacted student from this sparsity up (README: The student recipe).
+# The experiment preset fine-tunes the compacted student from this sparsity up (docs/results.md).
 FINETUNE_FROM_SPARSITY = 0.5
 
 
@@ -60,7 +60,7 @@ def experiment(**changes: Any) -> ExperimentConfig:
     SHC's 1,913 training headlines give 240 steps in 4 epochs and are left as they are.
 
     Fine-tuning after compaction is the part of the student recipe that measured best on
-    MahaNews SHC (README: The student recipe): at 75% it took a student without distillation
+    MahaNews SHC (docs/results.md): at 75% it took a student without distillation
     from 77.50 ± 0.55% to 80.42 ± 0.36% (3 seeds), for about 4 minutes on 2 CPU cores (120
     compacted steps). It runs for students of ``FINETUNE_FROM_SPARSITY`` (50%) or more only: at 25%
     the pruned student was already at the teacher's accuracy and fine-tuning lowered it.
