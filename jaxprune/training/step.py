@@ -135,7 +135,7 @@ def make_train_step(
     """``train_step`` with its static pieces bound, jitted once, the state donated.
 
     ``state_shardings`` (a tree of ``NamedSharding`` shaped like the state, from
-    :meth:`jaxprune.parallel.Parallel.shardings`) pins the new state to the old one's
+    :meth:`jaxprune.parallel.Parallel.shardings`) pins the new state to the input state's
     layout across the mesh; the metrics come back replicated. ``None``: placement follows the inputs.
     """
     step = functools.partial(train_step, loss_fn=loss_fn, pruner=pruner, tx=tx)
