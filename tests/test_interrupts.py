@@ -100,6 +100,7 @@ def test_a_broken_pipe_silences_the_script_output_instead_of_raising(repo_script
         stream.close()  # its buffer still holds text for the closed pipe
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_fit_saves_between_steps_when_signalled_and_resumes_to_the_same_weights(tmp_path, monkeypatch):
     from jaxprune.training import loop
     from jaxprune.training.bert import BertClassification
@@ -235,8 +236,10 @@ class Run:
 
 def _results(out: Path) -> dict:
     results = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    return {key: results[key] for key in ("teacher_accuracy", "accuracy", "macro_f1", "accuracy_before_finetune",
-                                          "final_loss")} | {"finetune_loss": results["finetune"]["final_loss"]}
+    scores = results["metrics"]["eval"]
+    return {"teacher_accuracy": scores["teacher"]["accuracy"], "accuracy": scores["student"]["accuracy"],
+            "macro_f1": scores["student"]["macro_f1"], "accuracy_before_finetune": results["finetune"]["accuracy_before"],
+            "final_loss": results["training"]["final_loss"], "finetune_loss": results["finetune"]["final_loss"]}
 
 
 def _newest_checkpoint(out: Path, cache: Path) -> tuple[int, int, int]:
@@ -269,6 +272,7 @@ PHASES = [
 ]
 
 
+@pytest.mark.slow  # run.py in subprocesses
 @pytest.mark.parametrize("phase, marker, signum, reader_exits, kept", PHASES, ids=[p[0] for p in PHASES])
 def test_an_interrupt_through_a_pipe_keeps_a_checkpoint_and_resume_finishes_the_run(
         tiny_task, reference, tmp_path, phase, marker, signum, reader_exits, kept):
@@ -306,6 +310,7 @@ def _lock_is_free(path: Path) -> bool:
     return True
 
 
+@pytest.mark.slow  # run.py in subprocesses
 def test_twenty_interrupts_at_random_moments_lose_nothing(tiny_task, reference, tmp_path):
     """A seeded stress test: runs interrupted 20 times in all (SIGINT or SIGTERM, the reader
     exiting or not, at a random moment of start-up or 0-3 s into a random phase: teacher training,
