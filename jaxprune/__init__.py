@@ -14,7 +14,8 @@ With the ``train`` extra (``pip install "jaxprune[train]"``; without it, these n
 
 - loading and saving: :func:`from_pretrained`, :func:`save_pretrained`, :func:`load_tokenizer`;
   :mod:`jaxprune.vocab` (vocabulary pruning)
-- training (:mod:`jaxprune.training`): :class:`TrainConfig`, :func:`fit`
+- training (:mod:`jaxprune.training`): :class:`TrainConfig`, :func:`fit` over a :class:`Task`
+  (:class:`BertClassification` for BERT)
 - experiments (:mod:`jaxprune.experiment`): :class:`ExperimentConfig`, :func:`train_and_evaluate`
 - data (:mod:`jaxprune.data`), evaluation (:mod:`jaxprune.evaluation`)
 
@@ -50,6 +51,8 @@ _EXPORTS = {
     "PruningConfig": "jaxprune.training.config",
     "DistillationConfig": "jaxprune.training.config",
     "fit": "jaxprune.training.loop",
+    "Task": "jaxprune.training.task",
+    "BertClassification": "jaxprune.training.bert",
     "classification_report": "jaxprune.evaluation.metrics",
     "predict_logits": "jaxprune.evaluation.predict",
     "load_csv": "jaxprune.data",
