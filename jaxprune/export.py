@@ -20,8 +20,8 @@ copies the model's ``config.json`` (its labels) and tokenizer files beside it; w
 (:mod:`jaxprune.export_int8`). :func:`onnx_predict_logits` runs any of these files on an
 encoded split, as :func:`jaxprune.evaluation.predict.predict_logits` runs a jaxprune model.
 
-onnx and onnxruntime are in the ``onnx`` extra (``pip install -e ".[onnx]"``) and are
-imported only when a function here runs.
+onnx and onnxruntime are in the ``onnx`` extra (``pip install -e ".[onnx]"``); importing this module
+without them says so in one line.
 """
 
 from __future__ import annotations
@@ -57,17 +57,6 @@ SIDE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special
 EXTERNAL_DATA_BYTES = 1_800_000_000
 
 
-def _import_onnx() -> Any:
-    try:
-        import onnx
-        import onnxruntime  # noqa: F401 - its graph fusions, and the check
-    except ImportError:
-        raise JaxpruneError(
-            "ONNX export needs onnx and onnxruntime; install them with `pip install -e \".[onnx]\"`"
-        ) from None
-    return onnx
-
-
 def to_onnx(params: Params, config: BertConfig, *, dtype: str = "float32", ort_fusion: bool = True) -> Any:
     """The classifier as an ``onnx.ModelProto`` with dynamic batch and sequence length.
 
@@ -87,7 +76,6 @@ def to_onnx(params: Params, config: BertConfig, *, dtype: str = "float32", ort_f
     """
     if dtype not in DTYPES:
         raise JaxpruneError(f"`dtype` must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    _import_onnx()
     from jaxprune.onnx_graph import bert_graph, fuse_for_onnx_runtime
 
     model = bert_graph(jax.tree.map(np.asarray, params), config, dtype=dtype)
@@ -208,10 +196,7 @@ def _copy_side_files(model_folder: Path, folder: Path) -> tuple[str, ...]:
 
 def onnx_session(path: str | os.PathLike, *, threads: int | None = None) -> Any:
     """An ``onnxruntime.InferenceSession`` on the CPU (or the given thread count), all graph optimisations on."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise JaxpruneError("running ONNX models needs onnxruntime; `pip install -e \".[onnx]\"`") from None
+    import onnxruntime as ort  # the module's guard has checked that it is installed
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:

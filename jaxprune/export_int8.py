@@ -28,7 +28,6 @@ from jaxprune._extras import require
 
 require(__name__, "onnx")
 
-from jaxprune.errors import JaxpruneError
 
 INT8_SUFFIX = ".int8.onnx"
 # Nodes that only a dynamically quantised graph has.
@@ -52,10 +51,7 @@ def quantize_int8(
 
     The file is written aside and renamed into place when complete. Returns ``output``.
     """
-    try:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-    except ImportError:
-        raise JaxpruneError("int8 quantisation needs onnxruntime; `pip install -e \".[onnx]\"`") from None
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # the module's guard checked onnxruntime
     fp32_path, output = Path(fp32_path), Path(output)
     external = fp32_path.with_name(fp32_path.name + ".data").is_file()
     # quantize_dynamic advises, on the root logger, a pre-processing pass that dynamic
