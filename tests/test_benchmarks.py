@@ -16,6 +16,7 @@ from benchmarks import _common, _inference_report, _ort_peer, _torch_peer
 from jaxprune.evaluation import timing
 
 
+@pytest.mark.slow  # the script end to end
 def test_inference_benchmark_tiny_grid(tmp_path, repo_script):
     inference = repo_script("benchmarks/inference.py")
     payload = inference.main(["--models", "minilm", "--batch-sizes", "2", "--lengths", "16", "--dtypes", "float32",
@@ -30,7 +31,7 @@ def test_inference_benchmark_tiny_grid(tmp_path, repo_script):
     fp32_dense = dense["jax"]["median_s"]
     for (dtype, variant), row in rows.items():
         assert (row["batch_size"], row["seq_length"]) == (2, 16)
-        assert len(row["jax_times_s"]) == 2 and row["jax"]["median_s"] > 0
+        assert len(row["jax_times_s"]) == 2 and row["jax"] == timing.summarize(row["jax_times_s"], 2)
         same_dtype_dense = rows[dtype, "dense"]["jax"]["median_s"]
         assert row["jax_speedup_vs_dense"] == pytest.approx(same_dtype_dense / row["jax"]["median_s"])
         # bf16 rows are also compared with fp32 dense, timed in the same rounds.
@@ -43,12 +44,12 @@ def test_inference_benchmark_tiny_grid(tmp_path, repo_script):
         if dtype == "bfloat16":  # ONNX Runtime runs the float32 exports only
             assert row["ort"] is None and "jax_speedup_vs_ort" not in row
             continue
-        assert row["ort"]["median_s"] > 0 and row["ort_export_s"] > 0
+        assert row["ort"]["min_s"] <= row["ort"]["median_s"] <= row["ort"]["max_s"]
         assert row["jax_speedup_vs_ort"] == pytest.approx(row["ort"]["median_s"] / row["jax"]["median_s"])
         # Against ORT on transformers' own export of the dense model, timed in the same rounds.
         assert row["ort_speedup_vs_ort_dense"] == pytest.approx(
             dense["ort_dense_torch"]["median_s"] / row["ort"]["median_s"])
-    assert dense["ort_dense_torch"]["median_s"] > 0 and "ort_dense_torch" not in pruned
+    assert "ort_dense_torch" in dense and "ort_dense_torch" not in pruned
     # The PyTorch and ORT peers compute the same function with the same weights.
     assert len([note for note in payload["notes"] if "max |JAX - PyTorch|" in note]) == 1
     (ort_parity,) = [note for note in payload["notes"] if "max |ORT - JAX|" in note]
@@ -129,6 +130,7 @@ def test_inference_grid_on_a_gpu_is_the_full_product(repo_script):
     assert [(model, length) for model, _, length, _, _ in narrowed] == [("minilm", 64)] * len(inference.GPU_BATCH_SIZES)
 
 
+@pytest.mark.slow  # the script end to end
 def test_train_step_benchmark_reports_mfu_where_the_peak_is_known(tmp_path, repo_script, monkeypatch):
     train_step = repo_script("benchmarks/train_step.py")
     args = ["--quick", "--repeats", "2", "--warmup", "0", "--dtypes", "float32", "--out", str(tmp_path / "cpu")]
@@ -164,6 +166,7 @@ def test_peak_flops_and_device_names_of_gpus():
     assert _common.peak_flops_per_s("float32", _device("cpu", "cpu")) is None
 
 
+@pytest.mark.slow  # the script end to end
 def test_inference_benchmark_keeps_the_cells_timed_before_it_stopped(tmp_path, repo_script, monkeypatch):
     inference = repo_script("benchmarks/inference.py")
     real_time_cell = inference.Model.time_cell
@@ -188,6 +191,7 @@ def test_inference_benchmark_keeps_the_cells_timed_before_it_stopped(tmp_path, r
     assert "| minilm | 1x8 | float32 | s50 |" in json_file.with_suffix(".md").read_text()
 
 
+@pytest.mark.slow  # the script end to end
 def test_vocab_step_benchmark_times_both_vocabularies(tmp_path, repo_script):
     vocab_step = repo_script("benchmarks/vocab_step.py")
     payload = vocab_step.main(["--model", "minilm", "--batch-size", "2", "--lengths", "16", "24", "--repeats", "2",

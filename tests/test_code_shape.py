@@ -116,11 +116,28 @@ def _is_sys_path(node: ast.AST) -> bool:
             and node.value.id == "sys")
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in {"__name__ == '__main__'", "'__main__' == __name__"}
+
+
+def _outside_main_guards(tree: ast.AST):
+    """Every node of ``tree`` but those under ``if __name__ == "__main__":`` (run as a script, not on import)."""
+    for child in ast.iter_child_nodes(tree):
+        if _is_main_guard(child):
+            for node in child.orelse:
+                yield node
+                yield from _outside_main_guards(node)
+        else:
+            yield child
+            yield from _outside_main_guards(child)
+
+
 def _sys_path_edits(tree: ast.AST) -> list[int]:
-    """Lines that change ``sys.path``: a call of one of its methods that edit it, or an assignment
-    to it or into it (``sys.path = ...``, ``sys.path[:0] = ...``, ``sys.path += ...``, ``del sys.path[0]``)."""
+    """Lines that change ``sys.path`` on import: a call of one of its methods that edit it, or an
+    assignment to it or into it (``sys.path = ...``, ``sys.path[:0] = ...``, ``sys.path += ...``,
+    ``del sys.path[0]``), outside ``if __name__ == "__main__":``."""
     edits = []
-    for node in ast.walk(tree):
+    for node in _outside_main_guards(tree):
         if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and _is_sys_path(node.func.value)
                 and node.func.attr in {"insert", "append", "extend", "remove", "pop", "clear"}):
             edits.append(node.lineno)
@@ -137,9 +154,13 @@ def test_the_sys_path_check_sees_code_not_text():
     assert _sys_path_edits(ast.parse(edits)) == [2, 3, 4, 5, 6]
     reads = "import sys\n# sys.path.insert(0, 'a') in a comment\nx = 'sys.path.append'\nprint(sys.path[0])\n"
     assert _sys_path_edits(ast.parse(reads)) == []
+    as_a_script = "import sys\nif __name__ == '__main__':\n    sys.path.insert(0, 'a')\nelse:\n    sys.path.pop()\n"
+    assert _sys_path_edits(ast.parse(as_a_script)) == [5]
+    in_a_function = "import sys\ndef f():\n    if __name__ == 'x':\n        sys.path.append('a')\n"
+    assert _sys_path_edits(ast.parse(in_a_function)) == [4]
 
 
-def test_nothing_edits_sys_path():
+def test_nothing_edits_sys_path_on_import():
     edits = {str(p.relative_to(ROOT)): lines for p in _python_files("jaxprune", "experiments", "benchmarks", "tests")
              if (lines := _sys_path_edits(ast.parse(p.read_text(encoding="utf-8"))))}
     assert edits == {}

@@ -56,6 +56,7 @@ def exported(tmp_path_factory, classifier, headlines, repo_script) -> tuple[Path
     return output, printed.getvalue()
 
 
+@pytest.mark.slow  # the scripts end to end
 def test_int8_export_is_smaller_and_reports_argmax_agreement(exported):
     output, printed = exported
     int8 = output.with_name("model.int8.onnx")
@@ -69,6 +70,7 @@ def test_int8_export_is_smaller_and_reports_argmax_agreement(exported):
     assert f"wrote {int8} (int8 weights, per channel" in printed
 
 
+@pytest.mark.slow  # the scripts end to end
 def test_int8_logits_stay_close_to_float32(exported, classifier):
     from jaxprune.export import encode_texts
 
@@ -81,6 +83,7 @@ def test_int8_logits_stay_close_to_float32(exported, classifier):
     assert compare_logits(int8, fp32).max_abs_diff < 0.05 * np.abs(fp32).max() + 1e-3
 
 
+@pytest.mark.slow  # the scripts end to end
 def test_evaluate_scores_an_onnx_file_as_it_scores_the_jaxprune_folder(exported, classifier, headlines, repo_script,
                                                                        capsys, tmp_path):
     evaluate = repo_script("experiments/evaluate.py")
@@ -103,6 +106,7 @@ def test_evaluate_scores_an_onnx_file_as_it_scores_the_jaxprune_folder(exported,
     assert int8_report["n"] == jax_report["n"] and 0 <= int8_report["accuracy"] <= 1
 
 
+@pytest.mark.slow  # the scripts end to end
 def test_a_float16_file_is_scored_too(classifier, headlines, repo_script, tmp_path):
     export, evaluate = repo_script("experiments/export_onnx.py"), repo_script("experiments/evaluate.py")
     half = tmp_path / "half" / "model.onnx"

@@ -163,6 +163,7 @@ def test_export_cli_errors_are_one_line(tmp_path, repo_script, capsys, tiny_bert
     assert err.startswith("error: the output must be an .onnx file") and "\n" not in err
 
 
+@pytest.mark.slow  # the script end to end
 def test_float16_export_writes_a_smaller_file(tmp_path, tiny_bert_config, repo_script, capsys):
     from jaxprune.models.loading import save_pretrained
 
@@ -180,6 +181,7 @@ def test_float16_export_writes_a_smaller_file(tmp_path, tiny_bert_config, repo_s
     assert sizes["float16"] < 0.6 * sizes["float32"]
 
 
+@pytest.mark.slow  # the script end to end
 def test_a_logit_difference_over_the_tolerance_is_a_one_line_error(tmp_path, tiny_bert_config, tiny_bert_params,
                                                                   repo_script, capsys, monkeypatch):
     import jaxprune.export

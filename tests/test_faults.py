@@ -37,6 +37,7 @@ def _step_dirs(folder: Path) -> list[str]:
 # --- nan and inf ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     params, task, config, train, teacher_logits = _resume_setup()  # 3 steps an epoch, 6 in all
     # A nan teacher logit for one row of the third batch makes the distillation loss of step 3 nan
@@ -69,6 +70,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert leaves_equal(state, clean.state)
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_weights_that_overflow_under_a_finite_loss_are_not_saved(tmp_path):
     params, task, config, train, teacher_logits = _resume_setup()
     # inf * 0 in the warm-up schedule: the first update turns the weights into nan, while the
@@ -87,6 +89,7 @@ def test_weights_that_overflow_under_a_finite_loss_are_not_saved(tmp_path):
     assert _step_dirs(folder) == []
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_a_nan_loss_without_checkpoints_still_stops_the_run():
     params, task, config, train, teacher_logits = _resume_setup()
     config = dataclasses.replace(config, epochs=1)  # 3 steps: only the final check sees them
@@ -142,6 +145,7 @@ def _start_holder(folder: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow  # other processes
 def test_a_second_process_is_refused_until_the_holder_releases_the_lock(tmp_path):
     folder = tmp_path / "run"
     holder = _start_holder(folder)
@@ -169,6 +173,7 @@ def test_a_second_process_is_refused_until_the_holder_releases_the_lock(tmp_path
     assert os.listdir(folder) == [LOCK_NAME]
 
 
+@pytest.mark.slow  # other processes
 def test_a_lock_held_by_a_killed_process_is_free_again(tmp_path):
     folder = tmp_path / "run"
     holder = _start_holder(folder)
@@ -267,6 +272,7 @@ def test_write_json_on_a_full_disk_leaves_neither_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_a_checkpoint_without_a_state_format_is_refused_in_one_line(tmp_path):
     """A checkpoint whose meta names no ``state_format`` cannot be restored into today's state:
     the resume says so instead of an orbax traceback."""

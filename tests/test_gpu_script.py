@@ -10,6 +10,10 @@ import sys
 import tarfile
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # bash runs the script and the scripts it calls
+
 REPO = Path(__file__).resolve().parents[1]
 
 

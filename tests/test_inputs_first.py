@@ -33,6 +33,7 @@ def _one_error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+@pytest.mark.slow  # run.py in a subprocess
 def test_a_bad_data_folder_is_reported_even_where_a_finished_run_is(tmp_path, tiny_model_folder, repo_script):
     """The default folder of these flags already holds a finished run: the error is still the
     data's, and the finished run is left exactly as it was."""
@@ -50,6 +51,7 @@ def test_a_bad_data_folder_is_reported_even_where_a_finished_run_is(tmp_path, ti
     assert not (tmp_path / "teachers").exists()
 
 
+@pytest.mark.slow  # run.py in a subprocess
 @pytest.mark.parametrize("case", ["missing folder", "no config", "no weights", "broken tokenizer"])
 def test_every_model_error_names_the_model_flag(tmp_path, tiny_model_folder, tiny_data_dir, case):
     model = tmp_path / "model"

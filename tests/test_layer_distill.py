@@ -124,6 +124,7 @@ def test_the_maps_start_as_identity_in_the_state_and_are_empty_when_off():
     assert task.layer_maps(plain) == {}
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_a_short_fit_moves_the_maps_and_returns_only_the_model_params(monkeypatch):
     params, task, config, train, teacher = _layer_setup()
     traces = []
@@ -147,6 +148,7 @@ def test_a_short_fit_moves_the_maps_and_returns_only_the_model_params(monkeypatc
     np.testing.assert_allclose([r["loss"] for r in result.history], loss, rtol=1e-6)
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_a_compacted_student_distils_from_the_full_teacher():
     params, task, config, train, teacher = _layer_setup()
     student_config = task.config.replace(heads_per_layer=(3, 1), intermediate_sizes=(40, 8))
@@ -198,6 +200,7 @@ def test_rows_without_a_label_count_in_distillation_but_not_in_cross_entropy():
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_a_checkpoint_of_the_previous_state_format_is_refused_in_one_line(tmp_path):
     params, task, config, train, teacher = _layer_setup()
     folder = tmp_path / "checkpoints"
@@ -216,6 +219,7 @@ def test_a_checkpoint_of_the_previous_state_format_is_refused_in_one_line(tmp_pa
            "resumed" in message
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_resume_with_layer_distillation_equals_an_uninterrupted_run(tmp_path):
     params, task, config, train, teacher = _layer_setup()
     full = fit_lib.fit(params, task, config, train, teacher=teacher)

@@ -19,6 +19,7 @@ def classifier(tmp_path, tiny_bert_params, tiny_bert_config):
     return folder
 
 
+@pytest.mark.slow  # the script end to end
 def test_sizes_per_format_and_vocabulary(classifier, tiny_bert_config, repo_script, tmp_path):
     sizes = repo_script("benchmarks/onnx_sizes.py")
     extra_rows = 5000

@@ -128,6 +128,7 @@ def _logits(folder: Path, input_ids: np.ndarray) -> np.ndarray:
     return np.asarray(BertForSequenceClassification(config).apply({"params": params}, input_ids, mask))
 
 
+@pytest.mark.slow  # trains through the pipeline or the scripts
 def test_train_and_evaluate_end_to_end(tmp_path, tiny_model_folder, tiny_data_dir, repo_script):
     config = ExperimentConfig(
         student=TrainConfig(epochs=1, batch_size=8, optimizer=OptimizerConfig(learning_rate=1e-3),
@@ -212,6 +213,7 @@ def dataclass_replace(config, **changes):
 # --- learning ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_fit_loss_decreases_on_a_learnable_task():
     model_config = tiny_config(vocab_size=64, dropout=0.0)
     params = init_params(model_config, jax.random.key(1))
@@ -280,6 +282,7 @@ def _resume_setup():
     return params, BertClassification(model_config), config, train, teacher_logits
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     params, task, config, train, teacher_logits = _resume_setup()
     common = dict(teacher_logits=teacher_logits, fingerprint="run-a")
@@ -323,6 +326,7 @@ def test_experiment_fingerprint_ignores_where_and_whether_it_resumes():
 # --- schedule and compilation --------------------------------------------------------------------
 
 
+@pytest.mark.slow  # training runs (fit)
 def test_keep_fraction_follows_the_schedule_and_the_step_compiles_once_per_shape(monkeypatch):
     traces = []
     real_train_step = train_lib.train_step
@@ -395,6 +399,7 @@ def test_bfloat16_step_keeps_float32_state():
     assert not leaves_equal(state.params, params)
 
 
+@pytest.mark.slow  # trains through the pipeline or the scripts
 def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_model_folder, tiny_data_dir,
                                                                   repo_script, capsys):
     """experiments/teacher.py fine-tunes and evaluates the teacher alone; run.py with the same
@@ -426,6 +431,7 @@ def test_teacher_script_then_a_run_reuse_one_mean_pooled_teacher(tmp_path, tiny_
                                atol=1e-5)
 
 
+@pytest.mark.slow  # trains through the pipeline or the scripts
 def test_run_with_a_pruned_vocabulary_exports_it(tmp_path, tiny_model_folder, tiny_data_dir, repo_script, capsys):
     """run.py --prune-vocab: the vocabulary comes from the training split (+ --vocab-corpus)
     before the teacher is fine-tuned; results.json says what it did; pruned/ loads in
@@ -470,6 +476,7 @@ def test_run_with_a_pruned_vocabulary_exports_it(tmp_path, tiny_model_folder, ti
     np.testing.assert_allclose(_logits(tmp_path / "run" / "compacted", batch["input_ids"]), torch_logits, atol=1e-4)
 
 
+@pytest.mark.slow  # trains through the pipeline or the scripts
 def test_a_ready_classifier_keeps_its_head_through_vocabulary_pruning(tmp_path, minilm_folder, tiny_data_dir):
     """The paper's path (a model that is already a classifier, not fine-tuned again) with
     --prune-vocab: the pruned folder keeps the trained head and its labels, and on the

@@ -111,6 +111,7 @@ names = [m.name for m in pkgutil.walk_packages(jaxprune.__path__, "jaxprune.")]
 """
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_jaxprune_changes_neither_the_environment_nor_a_logger():
     """No module of jaxprune sets an environment variable, a logger's level or a warnings filter
     when imported (CodeCarbon is quietened when a tracker starts, the scripts quieten the rest).

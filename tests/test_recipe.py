@@ -142,6 +142,7 @@ def recipe_config(tmp_path, model, data_dir, transfer_file, output="run") -> Exp
     )
 
 
+@pytest.mark.slow  # trains through the pipeline
 def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_folder, tiny_data_dir):
     splits, _ = load_mahanews(tiny_data_dir)
     eval_text = splits["eval"]["text"][0]
@@ -190,6 +191,7 @@ def test_fine_tuning_after_compaction_with_a_transfer_set(tmp_path, tiny_model_f
     assert again.finetune.transfer_logits_file == finetune.transfer_logits_file
 
 
+@pytest.mark.slow  # trains through the pipeline
 def test_a_pruned_student_is_fine_tuned_again_without_pruning(tmp_path, tiny_model_folder, tiny_data_dir):
     transfer_file = tmp_path / "transfer.txt"
     transfer_file.write_text("\n".join(f"पावसाने शेती वाचली {i}" for i in range(7)), encoding="utf-8")
@@ -226,6 +228,7 @@ def test_a_pruned_student_is_fine_tuned_again_without_pruning(tmp_path, tiny_mod
         config.replace(student_from=first.pruned_dir, finetune_epochs=0)
 
 
+@pytest.mark.slow  # the default model: converts e5-small on a fresh clone
 def test_run_py_says_what_is_wrong_with_student_from(tmp_path, repo_script, capsys):
     run = repo_script("experiments/run.py")
     assert run.main(["--student-from", str(tmp_path), "--output-dir", str(tmp_path / "out")]) == 2
@@ -237,6 +240,7 @@ def test_run_py_says_what_is_wrong_with_student_from(tmp_path, repo_script, caps
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # trains through the pipeline
 def test_the_fine_tuning_rule_skips_fine_tuning_and_the_transfer_set_below_its_sparsity(
         tmp_path, tiny_model_folder, tiny_data_dir):  # noqa: F811
     transfer_file = tmp_path / "transfer.txt"
@@ -298,6 +302,7 @@ def test_run_py_rejects_a_bad_transfer_file_before_training(tmp_path, tiny_model
     assert not (tmp_path / "out").exists() and not (tmp_path / "teachers").exists()
 
 
+@pytest.mark.slow  # trains through the pipeline
 def test_layer_distillation_through_pruning_and_fine_tuning(tmp_path, tiny_model_folder, tiny_data_dir):  # noqa: F811
     import dataclasses
 
@@ -317,6 +322,7 @@ def test_layer_distillation_through_pruning_and_fine_tuning(tmp_path, tiny_model
     assert set(params) == {"classifier", "embeddings", "encoder", "pooler"}  # no layer maps in the model
 
 
+@pytest.mark.slow  # trains through the pipeline
 def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path, tiny_model_folder,  # noqa: F811
                                                                          tiny_data_dir, monkeypatch):
     import jaxprune.experiment.finetune as finetune_lib
@@ -345,6 +351,7 @@ def test_an_interrupted_fine_tuning_resumes_to_the_uninterrupted_result(tmp_path
     assert resumed.finetune.final_loss == pytest.approx(clean.finetune.final_loss, abs=0)
 
 
+@pytest.mark.slow  # trains through the pipeline
 def test_a_compacted_model_with_empty_layers_checkpoints_and_resumes_exactly(tmp_path):
     """A layer left with no heads and no neurons has zero-size arrays, which orbax cannot write:
     fine-tuning such a student must still checkpoint, and resume bit for bit."""

@@ -50,6 +50,7 @@ def _flags(model: Path, files: dict[str, Path], out: Path) -> list[str]:
             "--output-dir", str(out / "run"), "--teacher-cache", str(out / "teachers")]
 
 
+@pytest.mark.slow  # run.py end to end
 def test_own_csvs_with_integer_labels_run_with_flags_only(tmp_path, tiny_model_folder, sentiment_files, repo_script, capsys):
     run = repo_script("experiments/run.py")
     assert run.main([*_flags(tiny_model_folder, sentiment_files, tmp_path), "--sparsity", "0.5", "--distill",
@@ -94,6 +95,7 @@ def test_an_early_error_leaves_no_folder_it_created(tmp_path, tiny_model_folder,
     assert not (tmp_path / "other").exists()
 
 
+@pytest.mark.slow  # a second process holds the folder
 def test_a_second_run_on_a_busy_output_folder_is_refused(tmp_path, tiny_model_folder, sentiment_files, repo_script, capsys):
     out = tmp_path / "run"
     out.mkdir()
@@ -128,6 +130,7 @@ def test_column_flag_help_names_the_columns_the_loader_finds(repo_script):
         assert tuple(listed) == names
 
 
+@pytest.mark.slow  # the default model: converts e5-small on a fresh clone
 def test_resume_refuses_a_run_of_another_version_in_one_line(tmp_path):
     from jaxprune.errors import JaxpruneError
     from jaxprune.experiment import ExperimentConfig, train_and_evaluate
