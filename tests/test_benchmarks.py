@@ -78,6 +78,7 @@ def _tiny_model(pooling: str):
     return types.SimpleNamespace(name="tiny", config=config, variants={"dense": (params, config, 0.0)})
 
 
+@pytest.mark.slow  # a benchmark's PyTorch peer
 def test_the_torch_peer_of_a_mean_pooling_model_averages_over_the_mask():
     from jaxprune.models.bert import BertForSequenceClassification
 
@@ -96,6 +97,7 @@ def test_the_torch_peer_of_a_mean_pooling_model_averages_over_the_mask():
     np.testing.assert_allclose(logits.numpy(), np.asarray(expected), atol=1e-5)
 
 
+@pytest.mark.slow  # a benchmark's ONNX Runtime peer
 def test_the_ort_peer_refuses_to_time_a_graph_with_other_logits():
     if _ort_peer.import_ort() is None:
         pytest.skip("onnxruntime or onnx is not installed")

@@ -61,6 +61,7 @@ def marathi_batch(minilm_folder, marathi_headlines):
     return dict(batch)
 
 
+@pytest.mark.slow  # the pretrained MiniLM, not a tiny model
 def test_minilm_parity_on_marathi_headlines(minilm, minilm_folder, marathi_batch):
     params, config = minilm
     assert config.num_hidden_layers == 6 and config.hidden_size == 384 and config.num_labels == 12
@@ -189,8 +190,7 @@ def test_pickle_weights_need_opt_in(tmp_path):
     assert np.abs(jax_logits(params, config, batch) - torch_logits(reference, batch)).max() <= 1e-4
 
 
-@pytest.mark.parametrize("microbatch_size", [None, 1, 2, 3, 5, 8])
-def test_inference_logits_in_microbatches_equal_one_apply(microbatch_size):
+def test_inference_logits_in_microbatches_equal_one_apply():
     config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=16, label_names=("a", "b", "c"))
     params = init_params(config, jax.random.key(1))
@@ -200,9 +200,10 @@ def test_inference_logits_in_microbatches_equal_one_apply(microbatch_size):
     types = jnp.zeros_like(ids).at[:, 6:].set(1)
     model = BertForSequenceClassification(config)
     whole = model.apply({"params": params}, ids, mask, types)
-    got = jax.jit(lambda p: inference_logits(model, p, ids, mask, types, microbatch_size=microbatch_size))(params)
-    assert got.shape == (5, 3)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(whole), atol=1e-5)
+    for microbatch_size in (None, 1, 2, 3, 5, 8):  # 5 rows: one each, uneven splits, one micro-batch, more than 5
+        got = jax.jit(lambda p: inference_logits(model, p, ids, mask, types, microbatch_size=microbatch_size))(params)
+        assert got.shape == (5, 3)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(whole), atol=1e-5, err_msg=f"{microbatch_size=}")
 
 
 def test_default_microbatch_size_and_bad_size():

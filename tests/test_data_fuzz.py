@@ -24,11 +24,14 @@ import tempfile
 import unicodedata
 from pathlib import Path
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from jaxprune import data
 from jaxprune.errors import JaxpruneError
+
+pytestmark = pytest.mark.slow  # 550 generated files; tests/test_data.py is the data's fast lane
 
 STRUCTURED_EXAMPLES, RAW_EXAMPLES, SPLIT_EXAMPLES = 250, 200, 100
 FILES: collections.Counter = collections.Counter()  # files written, per property

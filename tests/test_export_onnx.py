@@ -38,9 +38,15 @@ def compacted_tiny(config):
     return keep_first(params, config, heads=[3, 0, 1], neurons=[24, 5, 0])
 
 
-@pytest.mark.parametrize("fusion", [True, False], ids=["ort-fusion", "standard-ops"])
-@pytest.mark.parametrize("pooling", ["cls", "mean"])
-@pytest.mark.parametrize("shape", ["dense", "compacted"])
+# Two cases in the fast lane between them cover both shapes, both poolings and both graphs.
+FAST_CASES = {("dense", "cls", True), ("compacted", "mean", False)}
+
+
+@pytest.mark.parametrize("shape, pooling, fusion", [
+    pytest.param(shape, pooling, fusion, id=f"{shape}-{pooling}-{'ort-fusion' if fusion else 'standard-ops'}",
+                 marks=() if (shape, pooling, fusion) in FAST_CASES else pytest.mark.slow)
+    for shape in ("dense", "compacted") for pooling in ("cls", "mean") for fusion in (True, False)
+])
 def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config, tiny_bert_params, pooling, shape,
                                                                fusion):
     config = tiny_bert_config.replace(classifier_pooling=pooling)

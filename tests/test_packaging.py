@@ -74,6 +74,7 @@ def _import_report(modules: tuple[str, ...], **kwargs) -> dict:
     return json.loads(done.stdout.splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_mask_and_the_model_import_no_library_of_the_train_extra():
     seen = _import_report(CORE_MODULES)
     assert seen["errors"] == dict.fromkeys(CORE_MODULES)
@@ -82,6 +83,7 @@ def test_the_mask_and_the_model_import_no_library_of_the_train_extra():
     assert [name for name in TRAIN_IMPORTS if name in seen["loaded"] and name != "filelock"] == []
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_without_the_train_extra_the_core_works_and_the_rest_says_which_extra(tmp_path):
     seen = _import_report(CORE_MODULES + NEEDS_TRAIN, hidden=TRAIN_IMPORTS, tmp_path=tmp_path)
     for name in CORE_MODULES:
@@ -93,6 +95,7 @@ def test_without_the_train_extra_the_core_works_and_the_rest_says_which_extra(tm
         assert 'pip install "jaxprune[train]"' in message
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_public_names_say_which_extra_they_need(tmp_path):
     code = ("import jaxprune\n"
             "from jaxprune import BertConfig, bert_rules, compact, init_params, mask\n"
@@ -102,6 +105,7 @@ def test_the_public_names_say_which_extra_they_need(tmp_path):
     assert done.stdout.startswith("MissingExtraError jaxprune.training needs the [train] extra"), done.stdout
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_without_the_onnx_extra_the_export_says_so(tmp_path):
     seen = _import_report(NEEDS_ONNX, hidden=("onnx", "onnxruntime"), tmp_path=tmp_path)
     for name in NEEDS_ONNX:
@@ -110,6 +114,7 @@ def test_without_the_onnx_extra_the_export_says_so(tmp_path):
             message
 
 
+@pytest.mark.slow  # a fresh interpreter
 @pytest.mark.parametrize("script, prefix", [
     # imports that need the extra: said before them
     ("experiments/run.py", "error: experiments/run.py needs the [train] extra ("),

@@ -303,6 +303,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
     assert not leaves_equal(full.state.params, params)
 
 
+@pytest.mark.slow  # a training run (fit)
 def test_resume_refuses_other_settings_and_a_used_folder(tmp_path):
     params, task, config, train, teacher_logits = _resume_setup()
     folder = str(tmp_path / "checkpoints")

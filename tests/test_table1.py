@@ -143,6 +143,7 @@ def test_the_printed_run_py_command_makes_the_same_config(tmp_path, repo_script,
             assert config.transfer_file == (args.transfer_file if row.distill else None)
 
 
+@pytest.mark.slow  # table1.py's main end to end
 def test_each_row_and_seed_has_a_folder_finished_runs_are_skipped_and_times_are_shared(
         tmp_path, repo_script, tiny_models, monkeypatch):
     import jaxprune.experiment

@@ -244,6 +244,7 @@ def _bag_of_words_params(seed: int):
     return BagOfWords().init(jax.random.key(seed), ids, jnp.ones_like(ids))["params"]
 
 
+@pytest.mark.slow  # a training run (fit)
 def test_fit_trains_and_prunes_a_model_that_is_not_a_bert():
     params, task = _bag_of_words_params(0), BagOfWordsTask()
     config = TrainConfig(epochs=6, batch_size=8, optimizer=OptimizerConfig(learning_rate=3e-2, warmup_fraction=0.0),
