@@ -28,6 +28,7 @@ def _inputs(vocab_size: int, batch: int = 3, length: int = 8):
     return ids, attention_mask
 
 
+@pytest.mark.slow  # over the fast lane's budget; losses, masks and bf16 attention stay in it
 def test_float32_forward_is_strict(tiny_bert_config, tiny_bert_params):
     ids, attention_mask = _inputs(tiny_bert_config.vocab_size)
     model = BertForSequenceClassification(tiny_bert_config)

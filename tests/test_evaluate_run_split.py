@@ -66,6 +66,7 @@ def test_the_rebuilt_split_is_the_runs_eval_split(finished_run, repo_script, mon
     assert list(other_seed["text"]) != list(expected["text"])  # so the seed is the teacher's, not a default
 
 
+@pytest.mark.slow  # evaluate.py's main end to end
 def test_evaluate_on_the_run_split_equals_evaluate_on_those_texts(finished_run, classifier, repo_script, tmp_path,
                                                                   capsys):
     evaluate = repo_script("experiments/evaluate.py")

@@ -74,7 +74,7 @@ def test_onnx_runtime_matches_jaxprune_at_any_batch_and_length(tiny_bert_config,
     np.testing.assert_allclose(half_logits, expected, atol=2e-2, rtol=0)
 
 
-@pytest.mark.parametrize("hidden_act", ["gelu_new", "relu"])
+@pytest.mark.parametrize("hidden_act", [pytest.param("gelu_new", marks=pytest.mark.slow), "relu"])
 def test_every_activation_exports(tiny_bert_config, hidden_act):
     from jaxprune.models.activations import ACTIVATIONS
     from jaxprune.onnx_graph import ONNX_ACTIVATIONS

@@ -22,6 +22,7 @@ def tiny_model():
     return types.SimpleNamespace(name="tiny", config=config, variants={"dense": (params, config, 0.0)}, torch=None)
 
 
+@pytest.mark.slow  # a benchmark's ONNX Runtime peer
 def test_every_ort_file_gets_an_int8_twin_checked_loosely(tiny_model):
     if _ort_peer.import_ort() is None:
         pytest.skip("onnxruntime or onnx is not installed")

@@ -39,6 +39,7 @@ def _is_identity(maps) -> bool:
 # --- the model's hidden states -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over the fast lane's budget; the layer loss tests stay in it
 def test_hidden_states_come_with_the_same_logits_for_every_layer_of_a_compacted_model():
     config = tiny_config(vocab_size=64).replace(heads_per_layer=(3, 0), intermediate_sizes=(40, 0))
     params = init_params(config, jax.random.key(0))
@@ -166,6 +167,7 @@ def test_a_compacted_student_distils_from_the_full_teacher():
 # --- label_weight --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # over the fast lane's budget; the layer loss tests stay in it
 def test_rows_without_a_label_count_in_distillation_but_not_in_cross_entropy():
     model_config = tiny_config(vocab_size=64, dropout=0.0)
     params = init_params(model_config, jax.random.key(0))

@@ -7,9 +7,13 @@ from __future__ import annotations
 import pathlib
 import re
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LINEN = (REPO / "README.md", "## Block pruning in your own Flax model")
 NNX = (REPO / "docs" / "library.md", "### NNX")
+
+pytestmark = pytest.mark.slow  # the docs' examples end to end
 
 
 def example(doc: pathlib.Path, heading: str) -> str:

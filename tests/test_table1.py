@@ -209,6 +209,7 @@ def test_settings_it_cannot_run_are_refused_in_one_line(tmp_path, repo_script, c
     assert "--output-dir" in line or case != "one-seed layout"
 
 
+@pytest.mark.slow  # times saved models side by side
 def test_saved_models_are_timed_side_by_side_and_the_timing_is_cached(tmp_path, tiny_models, monkeypatch):
     from benchmarks.saved_models import time_models
 

@@ -215,6 +215,7 @@ def test_embedding_rows_of_any_params_tree(tiny_bert_params, tiny_bert_config):
         vocab.prune_embedding_rows(tiny_bert_params, np.array([1, 60]))
 
 
+@pytest.mark.slow  # loads the pretrained MiniLM
 def test_bad_inputs_are_one_line_errors(minilm_folder, tmp_path):
     tokenizer = load_tokenizer(minilm_folder)
     with pytest.raises(JaxpruneError, match="at least one text"):
