@@ -25,8 +25,8 @@ LABELS = tuple(f"topic_{i}" for i in range(12))
 
 def jax_logits(params, config, batch, dtype=jnp.float32):
     model = BertForSequenceClassification(config, dtype=dtype)
-    return np.asarray(model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
-                                  batch["token_type_ids"]))
+    forward = jax.jit(lambda params, ids, mask, types: model.apply({"params": params}, ids, mask, types))
+    return np.asarray(forward(params, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]))
 
 
 def torch_logits(model, batch):
@@ -163,8 +163,8 @@ def test_dropout_only_in_training():
     params = init_params(config, jax.random.key(0))
     batch = random_batch(np.random.default_rng(4))
     model = BertForSequenceClassification(config)
-    apply = lambda det, key: model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],  # noqa: E731
-                                         deterministic=det, rngs={"dropout": key})
+    apply = jax.jit(lambda det, key: model.apply({"params": params}, batch["input_ids"], batch["attention_mask"],
+                                                 deterministic=det, rngs={"dropout": key}), static_argnums=0)
     assert np.array_equal(apply(True, jax.random.key(0)), apply(True, jax.random.key(1)))
     assert not np.allclose(apply(False, jax.random.key(0)), apply(False, jax.random.key(1)))
 
@@ -201,7 +201,7 @@ def test_inference_logits_in_microbatches_equal_one_apply():
     mask = jnp.ones_like(ids).at[2, 7:].set(0)
     types = jnp.zeros_like(ids).at[:, 6:].set(1)
     model = BertForSequenceClassification(config)
-    whole = model.apply({"params": params}, ids, mask, types)
+    whole = jax.jit(lambda p: model.apply({"params": p}, ids, mask, types))(params)
     for microbatch_size in (None, 1, 2, 8):  # 5 rows: the default, one each, uneven (2 + 2 + 1), more than 5
         got = jax.jit(lambda p: inference_logits(model, p, ids, mask, types, microbatch_size=microbatch_size))(params)
         assert got.shape == (5, 3)

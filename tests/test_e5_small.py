@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -144,8 +145,9 @@ def test_mean_pooling_ignores_padding(tiny_bert_config, tiny_bert_params):
     model = BertForSequenceClassification(config)
     ids = jnp.array([[2, 7, 9, 4, 0, 0]])
     mask = jnp.array([[1, 1, 1, 1, 0, 0]])
-    padded = model.apply({"params": params}, ids.at[0, 4:].set(33), mask)
-    short = model.apply({"params": params}, ids[:, :4], mask[:, :4])
+    forward = jax.jit(lambda ids, mask: model.apply({"params": params}, ids, mask))
+    padded = forward(ids.at[0, 4:].set(33), mask)
+    short = forward(ids[:, :4], mask[:, :4])
     np.testing.assert_allclose(padded, short, atol=1e-5)
     hidden = jnp.arange(12.0).reshape(1, 3, 4)
     np.testing.assert_allclose(mean_pool(hidden, jnp.array([[1, 0, 1]])), [[4.0, 5.0, 6.0, 7.0]])

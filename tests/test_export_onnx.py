@@ -24,7 +24,8 @@ SECTION = "## Serving with ONNX Runtime"
 
 def jax_logits(params, config, ids, mask):
     model = BertForSequenceClassification(config)
-    return np.asarray(model.apply({"params": params}, ids.astype(np.int32), mask.astype(np.int32)))
+    forward = jax.jit(lambda params, ids, mask: model.apply({"params": params}, ids, mask))
+    return np.asarray(forward(params, ids.astype(np.int32), mask.astype(np.int32)))
 
 
 def ort_logits(session, ids, mask):
