@@ -99,6 +99,7 @@ def random_batch(rng, batch=5, length=11, vocab=99):
             "token_type_ids": rng.integers(0, 2, size=(batch, length)) * mask}
 
 
+@pytest.mark.slow  # fast-lane budget: the tiny-model parity with transformers stays there
 def test_transformers_saves_jaxprune_loads(tmp_path):
     torch.manual_seed(0)
     hf_config = transformers.BertConfig(**TINY, num_labels=3, hidden_act="gelu")
@@ -192,6 +193,7 @@ def test_pickle_weights_need_opt_in(tmp_path):
     assert np.abs(jax_logits(params, config, batch) - torch_logits(reference, batch)).max() <= 1e-4
 
 
+@pytest.mark.slow  # fast-lane budget: the micro-batch size checks stay there
 def test_inference_logits_in_microbatches_equal_one_apply():
     config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=16, label_names=("a", "b", "c"))

@@ -377,6 +377,7 @@ def _full_batch(train: EncodedSplit) -> dict:
 # --- precision -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # fast-lane budget: bf16 stays covered there by test_dtypes
 def test_bfloat16_step_keeps_float32_state():
     model_config = tiny_config(vocab_size=64)
     train = keyword_task(8)

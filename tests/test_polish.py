@@ -221,7 +221,7 @@ def test_other_labels_for_a_trained_head_are_refused(classifier_folder, labels, 
                                f"pass `replace_head=True` to train a new head for {list(labels)}, or use its labels")
 
 
-@pytest.mark.parametrize("labels", [("c", "b", "a"), ("sports", "politics")])
+@pytest.mark.parametrize("labels", [("c", "b", "a"), pytest.param(("sports", "politics"), marks=pytest.mark.slow)])
 def test_replace_head_gives_a_new_head_on_the_same_encoder(classifier_folder, tiny_bert_params, caplog, labels):
     with caplog.at_level(logging.INFO, logger="jaxprune.models.loading"):
         params, config = from_pretrained(classifier_folder, label_names=labels, seed=5, replace_head=True)
