@@ -17,8 +17,7 @@ Every graph is float32 with the interface of Hugging Face's ONNX exports: int64 
 With ``int8``, every file is also quantised by :func:`jaxprune.export_int8.quantize_int8`
 (ONNX Runtime's dynamic quantisation, per channel, 7-bit weights, as ``export_onnx.py
 --quantize int8`` does) into the session ``<name>-int8``: ``dense-torch-int8`` is what a user
-of Hugging Face Optimum's dynamic quantisation serves (its word-embedding table quantised by
-ONNX Runtime, one scale for the table; jaxprune's files have one scale per row). Int8 logits are not checked against JAX's (they
+of Hugging Face Optimum's dynamic quantisation serves. Int8 logits are not checked against JAX's (they
 differ by design; the largest difference goes to the notes).
 
 Each file is loaded by :func:`jaxprune.export.onnx_session` (CPU provider, ``ORT_ENABLE_ALL``
@@ -105,10 +104,7 @@ def ort_sessions(model: Any, notes: list[str], int8: bool = False) -> tuple[dict
             sessions[name] = onnx_session(path)
             if int8:
                 start = time.perf_counter()
-                # transformers' export as ONNX Runtime's quantiser (and Optimum) leaves it: one scale for
-                # the word-embedding table; jaxprune's files as export_onnx.py --quantize int8 writes them.
-                embeddings = "tensor" if name == TORCH_EXPORT else "rows"
-                quantized = quantize_int8(path, path.with_name(f"{name}{INT8}.onnx"), embeddings=embeddings)
+                quantized = quantize_int8(path, path.with_name(f"{name}{INT8}.onnx"))
                 export_s[name + INT8] = export_s[name] + time.perf_counter() - start
                 sessions[name + INT8] = onnx_session(quantized)
                 quantized.unlink()

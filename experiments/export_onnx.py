@@ -45,9 +45,6 @@ def make_parser() -> Parser:
                    help="with --quantize: bits of the int8 weights; 7 is safe on every x86 CPU, 8 is more "
                         "precise and needs VNNI (avx512_vnni or avx_vnni in /proc/cpuinfo) or an ARM CPU, where "
                         "8-bit products cannot overflow ONNX Runtime's 16-bit sums")
-    p.add_argument("--int8-embeddings", choices=("rows", "tensor", "float"), default="rows",
-                   help="with --quantize: the word-embedding table as int8 with one scale per row (rows), with one "
-                        "scale for the whole table as ONNX Runtime quantises it (tensor), or kept float32 (float)")
     p.add_argument("--ort-fusion", choices=("on", "off"), default="on",
                    help="ONNX Runtime's BERT fusions (one Attention node per layer; the file then runs in ONNX "
                         "Runtime only); off: standard ONNX ops only")
@@ -80,7 +77,7 @@ def _export(args) -> None:
     start = time.perf_counter()
     result = export_onnx(args.model, args.output, dtype=args.dtype, check_texts=texts, max_length=args.max_length,
                          tolerance=args.tolerance, quantize=args.quantize, per_channel=args.per_channel == "on",
-                         reduce_range=args.weight_bits == 7, int8_embeddings=args.int8_embeddings,
+                         reduce_range=args.weight_bits == 7,
                          ort_fusion=args.ort_fusion == "on")
     size_mb = _megabytes(result.path)
     print(f"wrote {result.path} ({result.num_params:,} parameters, {result.dtype}, {size_mb:.0f} MB) in "
@@ -92,7 +89,7 @@ def _export(args) -> None:
               f"{result.max_abs_diff:.2e} (tolerance {args.tolerance:g}): ok")
     if result.int8_path is not None:
         print(f"wrote {result.int8_path} ({args.weight_bits}-bit weights, per "
-              f"{'channel' if args.per_channel == 'on' else 'matrix'}, word embeddings {args.int8_embeddings}, "
+              f"{'channel' if args.per_channel == 'on' else 'matrix'}, "
               f"{_megabytes(result.int8_path):.1f} MB, {_megabytes(result.int8_path) / size_mb:.0%} of float32)")
     if result.int8_check is not None:
         check = result.int8_check

@@ -109,7 +109,6 @@ def export_onnx(
     quantize: str | None = None,
     per_channel: bool = True,
     reduce_range: bool = True,
-    int8_embeddings: str = "rows",
     ort_fusion: bool = True,
 ) -> OnnxExport:
     """Export a saved classifier (a folder, dense, pruned or compacted, or a hub id) to ``output``
@@ -123,8 +122,8 @@ def export_onnx(
     raises (the file stays, for a bug report).
 
     With ``quantize="int8"`` (float32 only) the file is also quantised to ``model.int8.onnx``
-    beside it (:func:`jaxprune.export_int8.quantize_int8` with ``per_channel``, ``reduce_range``
-    and ``int8_embeddings`` as its ``embeddings``); with ``check_texts`` its logits and predicted classes are compared
+    beside it (:func:`jaxprune.export_int8.quantize_int8` with ``per_channel`` and ``reduce_range``);
+    with ``check_texts`` its logits and predicted classes are compared
     with the float32 file's (``int8_check``). ``ort_fusion`` is :func:`to_onnx`'s.
     """
     from jaxprune.models.bert import count_params
@@ -161,8 +160,7 @@ def export_onnx(
         from jaxprune.export_int8 import compare_logits, int8_path, quantize_int8
 
         try:
-            quantized = quantize_int8(output, int8_path(output), per_channel=per_channel, reduce_range=reduce_range,
-                                      embeddings=int8_embeddings)
+            quantized = quantize_int8(output, int8_path(output), per_channel=per_channel, reduce_range=reduce_range)
         except OSError as err:
             raise JaxpruneError(f"cannot write {int8_path(output)} ({err.strerror}); choose a writable place") from None
         if check_texts:

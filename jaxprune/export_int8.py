@@ -10,12 +10,6 @@ cost the others no precision) and in 7 bits (``reduce_range``): on x86 CPUs with
 ONNX Runtime's uint8 x int8 kernels add pairs of products in 16 bits, which 8-bit weights can
 overflow. Both settings are arguments of :func:`quantize_int8`.
 
-The word-embedding table is quantised per row (``embeddings="rows"``): each row (one word
-piece) gets its own int8 scale, and the graph looks up the int8 row and its scale and multiplies
-them. ONNX Runtime's own quantisation of that lookup (``embeddings="tensor"``) gives the whole
-table one 8-bit scale, so the rows of rare pieces with small values keep few distinct levels;
-``embeddings="float"`` keeps the table in float32 (a larger file).
-
 The check is about the task: :func:`compare_logits` gives the largest logit difference and the
 fraction of texts whose predicted class (argmax) is the same in int8 and float32.
 """
@@ -27,7 +21,6 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -37,7 +30,6 @@ require(__name__, "onnx")
 
 
 INT8_SUFFIX = ".int8.onnx"
-EMBEDDINGS = ("rows", "tensor", "float")  # how the word-embedding table is stored: see the module's docstring
 # Nodes that only a dynamically quantised graph has.
 QUANTIZED_OPS = frozenset({"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeMatMul", "QGemm"})
 
@@ -54,20 +46,13 @@ def quantize_int8(
     *,
     per_channel: bool = True,
     reduce_range: bool = True,
-    embeddings: str = "rows",
 ) -> Path:
     """Write the dynamically quantised (int8 weights) version of the float32 ONNX file ``fp32_path``.
 
-    ``embeddings`` is how the word-embedding table is stored (one of :data:`EMBEDDINGS`). The
-    file is written aside and renamed into place when complete. Returns ``output``.
+    The file is written aside and renamed into place when complete. Returns ``output``.
     """
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic  # the module's guard checked onnxruntime
-    if embeddings not in EMBEDDINGS:
-        raise ValueError(f"`embeddings` must be one of {', '.join(EMBEDDINGS)}, got {embeddings!r}")
     fp32_path, output = Path(fp32_path), Path(output)
-    lookup = word_embedding_lookup(onnx.load(fp32_path, load_external_data=False))
-    excluded = [lookup.name] if embeddings != "tensor" and lookup is not None else []
     external = fp32_path.with_name(fp32_path.name + ".data").is_file()
     # quantize_dynamic advises, on the root logger, a pre-processing pass that dynamic
     # quantisation of a float32 BERT does not need (it only speeds up static quantisation).
@@ -81,12 +66,7 @@ def quantize_int8(
             # SkipLayerNormalization): in a float32 export every such tensor is float32.
             quantize_dynamic(fp32_path, aside, per_channel=per_channel, reduce_range=reduce_range,
                              weight_type=QuantType.QInt8, use_external_data_format=external,
-                             nodes_to_exclude=excluded, extra_options={"DefaultTensorType": 1})  # FLOAT
-            if embeddings == "rows" and lookup is not None:
-                quantized = onnx.load(aside)
-                quantize_lookup_rows(quantized)
-                onnx.save_model(quantized, aside, save_as_external_data=external, all_tensors_to_one_file=True,
-                                location=f"{output.name}.data")
+                             extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
             for written in Path(scratch).iterdir():
                 if written != aside:  # FILE.onnx.data of a large model
                     os.replace(written, output.parent / written.name)
@@ -94,50 +74,6 @@ def quantize_int8(
     finally:
         root.setLevel(level)
     return output
-
-
-def word_embedding_lookup(model_proto) -> Any:
-    """The graph's ``Gather`` of a float table (an initializer) at ``input_ids``, or ``None``."""
-    from onnx import TensorProto
-
-    tables = {t.name for t in model_proto.graph.initializer if t.data_type == TensorProto.FLOAT}
-    for node in model_proto.graph.node:
-        if node.op_type == "Gather" and node.input[1] == "input_ids" and node.input[0] in tables:
-            return node
-    return None
-
-
-def quantize_lookup_rows(model_proto) -> None:
-    """Store the word-embedding table of ``model_proto`` (changed in place) as int8 rows with one
-    float32 scale each (symmetric: the row's largest magnitude maps to 127), and look up both.
-
-    The ``Gather`` becomes Gather(int8 rows) -> Cast -> Mul by Gather(scales): the same output
-    name, float32, (B, T, H). A graph without such a lookup is left as it is.
-    """
-    from onnx import TensorProto, helper, numpy_helper
-
-    node = word_embedding_lookup(model_proto)
-    if node is None:
-        return
-    graph = model_proto.graph
-    table_proto = next(t for t in graph.initializer if t.name == node.input[0])
-    table = numpy_helper.to_array(table_proto).astype(np.float32)
-    scale = np.abs(table).max(axis=1, keepdims=True) / 127.0
-    scale[scale == 0] = 1.0  # an all-zero row stays zero
-    rows = np.clip(np.rint(table / scale), -127, 127).astype(np.int8)
-    name, out = node.input[0], node.output[0]
-    graph.initializer.remove(table_proto)
-    graph.initializer.extend([numpy_helper.from_array(rows, f"{name}/int8_rows"),
-                              numpy_helper.from_array(scale.astype(np.float32), f"{name}/row_scales")])
-    at = list(graph.node).index(node)
-    graph.node.remove(node)
-    for offset, new in enumerate([
-        helper.make_node("Gather", [f"{name}/int8_rows", node.input[1]], [f"{out}/int8"], name=f"{node.name}/int8"),
-        helper.make_node("Cast", [f"{out}/int8"], [f"{out}/float"], name=f"{node.name}/cast", to=TensorProto.FLOAT),
-        helper.make_node("Gather", [f"{name}/row_scales", node.input[1]], [f"{out}/scale"], name=f"{node.name}/scale"),
-        helper.make_node("Mul", [f"{out}/float", f"{out}/scale"], [out], name=f"{node.name}/dequantize"),
-    ]):
-        graph.node.insert(at + offset, new)
 
 
 def is_quantized(model_proto) -> bool:
