@@ -135,4 +135,4 @@ def report(payload: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_script(lambda: main() and 0, interrupted="interrupted; nothing was written"))
+    raise SystemExit(run_script(main, interrupted="interrupted; nothing was written"))
