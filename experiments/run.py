@@ -19,13 +19,12 @@ import re
 import sys
 from pathlib import Path
 
-if __name__ == "__main__":  # first, before jax loads: a signal in the first seconds ends the run cleanly too
+if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    # First, before jax loads: a signal in the first seconds ends the run cleanly too.
     from jaxprune.interrupts import exit_on_signals
 
     exit_on_signals()
-
-if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from jaxprune._extras import exit_without
 
     exit_without("experiments/run.py", "train")  # its imports need it: one line, not a traceback

@@ -108,7 +108,9 @@ def fit(
                             meta.get("loss") if meta is not None else None)
     end = total_steps if stop_after_steps is None else min(total_steps, stop_after_steps)
     try:
-        with Progress(total_steps, first_step, description) as progress:
+        # Deferred from before the bar shows: a signal sent on seeing it waits for the first step's
+        # end and keeps a checkpoint, as one sent later does.
+        with interrupts.deferred(), Progress(total_steps, first_step, description) as progress:
             if meta is not None:
                 log(f"{description}: resuming from step {first_step} of {total_steps} ({checkpoint_dir})")
             state = _run_steps(state, step_fn, batches, range(first_step, end), guard, checkpoints, progress)
