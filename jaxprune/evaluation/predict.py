@@ -48,18 +48,20 @@ def predict_logits(
         from jaxprune.parallel import to_host
 
         params, rows_per_batch = parallel.put(params), parallel.padded_batch_size(batch_size)
-    batches = progress(plan) if progress else plan
-    try:
-        for rows in batches:
-            interrupts.check()  # a Ctrl-C swallowed where it landed still stops the run here
-            batch = make_batch(encoded, rows, rows_per_batch)
-            inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-            if parallel is None:
-                out[rows] = np.asarray(_logits(model, params, inputs))[: len(rows)]
-            else:
-                out[rows] = to_host(_logits(model, params, parallel.put_batch(inputs)))[: len(rows)]
-    finally:
-        # A progress bar ends here, also when an interrupt ends the loop: otherwise it closes when
-        # the traceback is collected, after the script's one-line error, glued to the bar's line.
-        getattr(batches, "close", lambda: None)()
+    # A signal waits for the end of a batch (even one that lands while the bar is being drawn),
+    # and the bar is closed before it propagates: otherwise the bar would close when the
+    # traceback is collected, after the script's one-line error, and on that error's line.
+    with interrupts.deferred():
+        batches = progress(plan) if progress else plan
+        try:
+            for rows in batches:
+                interrupts.raise_pending()
+                batch = make_batch(encoded, rows, rows_per_batch)
+                inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+                if parallel is None:
+                    out[rows] = np.asarray(_logits(model, params, inputs))[: len(rows)]
+                else:
+                    out[rows] = to_host(_logits(model, params, parallel.put_batch(inputs)))[: len(rows)]
+        finally:
+            getattr(batches, "close", lambda: None)()
     return out
