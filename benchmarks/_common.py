@@ -33,6 +33,16 @@ PEAK_FLOPS: dict[str, dict[str, float]] = {
 }
 
 
+MODELS = ("minilm", "e5-small", "mahabert")  # the shapes the benchmarks time, with random weights
+
+
+def model_config(name: str) -> Any:
+    """The ``BertConfig`` of the benchmark shape ``name`` (one of :data:`MODELS`)."""
+    from jaxprune.models.config import e5_small_config, mahabert_config, minilm_config
+
+    return {"minilm": minilm_config, "e5-small": e5_small_config, "mahabert": mahabert_config}[name]()
+
+
 def device_slug(device: jax.Device | None = None) -> str:
     """A short file-name-safe device kind: ``"cpu"``, ``"h100"``, ``"a100"``, ``"gpu"``..."""
     device = device or jax.devices()[0]

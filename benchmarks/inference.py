@@ -202,10 +202,10 @@ class Model:
         import jax
 
         from jaxprune.models.bert import count_params, init_params
-        from jaxprune.models.config import e5_small_config, mahabert_config, minilm_config
+        from benchmarks._common import model_config
 
         self.name = name
-        self.config = {"mahabert": mahabert_config, "minilm": minilm_config, "e5-small": e5_small_config}[name]()
+        self.config = model_config(name)
         dense = init_params(self.config, jax.random.key(0))
         self.variants = {"dense": (dense, self.config, 0.0)}
         for sparsity in sparsities:

@@ -6,9 +6,9 @@ Each model (random weights of the named shape; ``sNN`` sliced as ``benchmarks/in
 it) is exported by ``jaxprune.export.to_onnx`` and quantised by ``jaxprune.export_int8.quantize_int8``
 (the settings of ``experiments/export_onnx.py --quantize int8``), loaded as
 ``jaxprune.export.onnx_session`` loads it, with ONNX Runtime's profiler on, and run ``--repeats``
-times after ``--warmup`` untimed runs. The table gives the median time of a run (the profiler on) and the share of
-the kernels' time that each operator type took (the profiler's ``*_kernel_time`` events), with the
-count of such nodes in the optimised graph. Shares, not times, are the figures to compare across
+times after ``--warmup`` untimed runs. The table gives the median time of a run (the profiler on)
+and the share of the kernels' time that each operator type took (the profiler's
+``*_kernel_time`` events), with the count of such nodes in the optimised graph. Shares, not times, are the figures to compare across
 machines: they say what a smaller encoder does not make cheaper.
 
 Results go to ``benchmarks/results/ort_profile_<device>_<date>.{json,md}``.
@@ -30,6 +30,7 @@ from typing import Any
 if __name__ == "__main__":  # run as a file: the scripts' folders import from the checkout's root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import MODELS
 from experiments.cli_args import Parser, fraction_pruned, run_script, whole_number
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,7 +39,7 @@ SHOWN = 6  # operator types per row; the rest are summed as "other"
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = Parser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", choices=("minilm", "e5-small", "mahabert"), default="e5-small",
+    parser.add_argument("--model", choices=MODELS, default="e5-small",
                         help="the shape profiled, with random weights")
     parser.add_argument("--sparsities", nargs="+", type=fraction_pruned, default=[0.0, 0.75],
                         help="encoder sparsities (0: the dense model)")
@@ -55,15 +56,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import numpy as np
     import onnx
 
-    from benchmarks._common import device_slug, versions, write_results
+    from benchmarks._common import device_slug, model_config, versions, write_results
     from benchmarks.inference import keep_uniform
     from jaxprune.export import to_onnx
     from jaxprune.export_int8 import quantize_int8
     from jaxprune.models.bert import init_params
-    from jaxprune.models.config import e5_small_config, mahabert_config, minilm_config
 
     args = parse_args(argv)
-    config = {"mahabert": mahabert_config, "minilm": minilm_config, "e5-small": e5_small_config}[args.model]()
+    config = model_config(args.model)
     dense = init_params(config, jax.random.key(0))
     ids = np.random.default_rng(0).integers(5, 1000, size=(args.batch_size, args.length)).astype(np.int64)
     rows = []

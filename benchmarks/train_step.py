@@ -64,12 +64,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + args.xla_flags).strip()
     import jax
 
-    from benchmarks._common import device_slug, peak_flops_per_s, versions, write_results
+    from benchmarks._common import device_slug, model_config, peak_flops_per_s, versions, write_results
     from benchmarks._train_steps import compiled_train_step, step_batch, training_pruner
     from jaxprune import mask
     from jaxprune.evaluation.timing import device_description, summarize, time_side_by_side
     from jaxprune.models.bert import count_params, init_params
-    from jaxprune.models.config import e5_small_config, mahabert_config, minilm_config
     from jaxprune.training.config import OptimizerConfig, TrainConfig
 
     on_gpu = jax.devices()[0].platform != "cpu"
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     length = 32 if args.quick else args.length
     repeats = args.repeats or (2 if args.quick else 20 if on_gpu else 5)
     warmup = 1 if args.quick else args.warmup
-    config = {"mahabert": mahabert_config, "minilm": minilm_config, "e5-small": e5_small_config}[model_name]()
+    config = model_config(model_name)
     if args.quick:
         config = config.replace(num_hidden_layers=2)
 

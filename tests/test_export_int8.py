@@ -147,7 +147,6 @@ def test_bad_onnx_input_is_a_one_line_error(classifier, headlines, repo_script, 
     assert not list(alone.parent.glob("eval_*.json"))
 
 
-
 @pytest.mark.parametrize("reduce_range, largest", [(True, 64), (False, 127)])
 def test_weight_bits(tmp_path, tiny_bert_params, tiny_bert_config, reduce_range, largest):
     """7-bit weights (the default) stay within [-64, 64], so that ONNX Runtime's 16-bit pair sums of
